@@ -1,0 +1,1 @@
+"""Model-free plumbing shared by every package: logging, presets, launching, data-set tools."""

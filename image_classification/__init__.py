@@ -1,0 +1,1 @@
+"""The shared core: models, data, training, inference for EfficientNet and GPUNet."""

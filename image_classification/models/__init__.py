@@ -1,0 +1,6 @@
+from .registry import ModelInfo, create_model, get_model_info, list_models, register_model
+
+# Importing the families fills the registry.
+from . import efficientnet  # noqa: E402,F401
+
+__all__ = ["ModelInfo", "create_model", "get_model_info", "list_models", "register_model"]

@@ -1,0 +1,160 @@
+"""Load weights from every checkpoint layout users bring, or fail with one line that says why.
+
+Layouts understood:
+- a plain state dict (upstream `checkpoint2model.py` output, NGC `.pth` files, torchvision/timm style);
+- upstream ConvNets training checkpoints (`state_dict`, optional `state_dict_ema`, `module.` prefixes from DDP);
+- timm training checkpoints (`state_dict`, `state_dict_ema`, pickled `args`);
+- this project's checkpoints (a superset of upstream's layout, see training/checkpointing.py).
+Family-specific spellings (old NGC `layerN.` keys, SE weight shapes, GPUNet's module names) are handled by the
+model's own `adapt_state_dict`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from common.cli_errors import UserError
+
+WEIGHT_CHOICES = ("auto", "ema", "raw")
+_PREFIXES = ("module.", "_orig_mod.")
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """torch.load on CPU with weights_only, accepting the argparse.Namespace that timm checkpoints pickle."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint not found: {path}")
+    try:
+        with torch.serialization.safe_globals([argparse.Namespace]):
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several unrelated types for a file that is not a checkpoint
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"cannot read checkpoint {path}: {first_line}") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{path} holds a {type(obj).__name__}, not a state dict or a training checkpoint")
+    return obj
+
+
+def is_state_dict(obj: dict) -> bool:
+    return bool(obj) and all(isinstance(v, torch.Tensor) for v in obj.values())
+
+
+def select_state_dict(checkpoint: dict, weights: str = "auto", source: str = "checkpoint") -> tuple[dict, str]:
+    """Return (state dict, which one) from any supported layout; `weights` is auto (EMA if present), ema or raw."""
+    if weights not in WEIGHT_CHOICES:
+        raise UserError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
+    if is_state_dict(checkpoint):
+        if weights == "ema":
+            raise UserError(f"{source} is a plain state dict with no EMA weights; drop the EMA choice")
+        return checkpoint, "weights"
+    ema = checkpoint.get("state_dict_ema") or checkpoint.get("model_ema")
+    raw = checkpoint.get("state_dict") or checkpoint.get("model")
+    if weights == "ema" or (weights == "auto" and ema):
+        if not ema:
+            raise UserError(f"{source} has no EMA weights (no 'state_dict_ema'); train with --use-ema or ask for raw")
+        return ema, "state_dict_ema"
+    if not raw:
+        keys = ", ".join(sorted(map(str, checkpoint))[:8])
+        raise UserError(f"{source} has no model weights: expected 'state_dict' or tensors, found keys {keys}")
+    return raw, "state_dict"
+
+
+def strip_prefixes(state_dict: dict) -> dict:
+    """Drop wrappers' prefixes: `module.` (DDP/DataParallel) and `_orig_mod.` (torch.compile)."""
+    out = {}
+    for key, value in state_dict.items():
+        changed = True
+        while changed:
+            changed = False
+            for prefix in _PREFIXES:
+                if key.startswith(prefix):
+                    key, changed = key[len(prefix):], True
+        out[key] = value
+    return out
+
+
+def _abbreviate(items: list[str], limit: int = 4) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f", ... ({len(items) - limit} more)" if len(items) > limit else "")
+
+
+def load_state_dict_checked(
+    model: nn.Module, state_dict: dict, *, source: str = "checkpoint", fresh_classifier: bool = False
+) -> None:
+    """Strict load after the model's own key adaptation; any mismatch is one line naming the keys."""
+    state_dict = strip_prefixes(state_dict)
+    if hasattr(model, "adapt_state_dict"):
+        state_dict = model.adapt_state_dict(state_dict)
+    own = model.state_dict()
+    classifier_keys = tuple(getattr(model, "classifier_keys", ()))
+    mismatched_head = [
+        k for k in classifier_keys if k in state_dict and k in own and state_dict[k].shape != own[k].shape
+    ]
+    if mismatched_head:
+        theirs = state_dict[mismatched_head[0]].shape[0]
+        ours = own[mismatched_head[0]].shape[0]
+        if not fresh_classifier:
+            raise UserError(
+                f"{source} has {theirs} classes but the model has {ours}: set the class count to {theirs}, "
+                f"or ask for a fresh classifier head (--fresh-classifier) to fine-tune on {ours} classes"
+            )
+        state_dict = {k: v for k, v in state_dict.items() if k not in classifier_keys}
+
+    missing = [k for k in own if k not in state_dict and not (fresh_classifier and k in classifier_keys)]
+    unexpected = [k for k in state_dict if k not in own]
+    shapes = [
+        f"{k} {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in state_dict
+        if k in own and state_dict[k].shape != own[k].shape
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing keys ({_abbreviate(missing)})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected keys ({_abbreviate(unexpected)})")
+    if shapes:
+        problems.append(f"{len(shapes)} shape mismatches ({_abbreviate(shapes, 2)})")
+    if problems:
+        arch = getattr(model, "pretrained_cfg", {}).get("architecture", type(model).__name__)
+        raise UserError(f"{source} does not fit {arch}: " + "; ".join(problems))
+    model.load_state_dict(state_dict, strict=not fresh_classifier)
+
+
+def load_pretrained(
+    model: nn.Module, path: str | os.PathLike, *, weights: str = "auto", fresh_classifier: bool = False
+) -> dict:
+    """Load weights from a file in any supported layout; returns the checkpoint's metadata (minus tensors)."""
+    checkpoint = read_checkpoint(path)
+    arch = checkpoint.get("arch") if not is_state_dict(checkpoint) else None
+    expected = getattr(model, "pretrained_cfg", {}).get("architecture")
+    if isinstance(arch, str) and expected and arch != expected:
+        from .registry import get_model_info
+
+        try:
+            same = get_model_info(arch).name == expected
+        except UserError:
+            same = False
+        if not same:
+            raise UserError(f"{path} holds {arch} weights, not {expected}: pick the matching --arch")
+    state_dict, which = select_state_dict(checkpoint, weights, source=str(path))
+    load_state_dict_checked(model, state_dict, source=str(path), fresh_classifier=fresh_classifier)
+    meta = {k: v for k, v in checkpoint.items() if not isinstance(v, dict) or k in ("args",)} if arch else {}
+    meta["weights_used"] = which
+    return meta
+
+
+def cached_published_weights(info) -> Path:
+    """The published (NGC) weights file if it is already in the torch hub cache; we never download at run time."""
+    if not info.weights_url:
+        raise UserError(f"{info.name} has no published weights; pass a checkpoint file instead")
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / info.weights_url.rsplit("/", 1)[-1]
+    if cache.is_file():
+        return cache
+    raise UserError(
+        f"published weights for {info.name} are not cached and nothing is downloaded at run time: "
+        f"fetch {info.weights_url} and pass it with --pretrained-from-file (or save it as {cache})"
+    )

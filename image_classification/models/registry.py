@@ -1,0 +1,101 @@
+"""Every architecture registered by name, one factory, per-model metadata (timm's habit)."""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch.nn as nn
+
+from common.cli_errors import UserError
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    family: str
+    builder: Callable[..., nn.Module] = field(repr=False)
+    input_size: int
+    crop_pct: float
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    aliases: tuple[str, ...] = ()
+    # Upstream's published weights; we never download at run time, but we name the file so a user can fetch it.
+    weights_url: str | None = None
+
+    def metadata(self) -> dict:
+        return {
+            "architecture": self.name,
+            "input_size": (3, self.input_size, self.input_size),
+            "crop_pct": self.crop_pct,
+            "interpolation": self.interpolation,
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+_ALIASES: dict[str, str] = {}
+
+
+def _key(name: str) -> str:
+    # Upstream spells names both ways (efficientnet-b0 in ConvNets, gpunet_0 in timm); treat them as one.
+    return name.strip().lower().replace("_", "-")
+
+
+def register_model(info: ModelInfo) -> ModelInfo:
+    for spelling in (info.name, *info.aliases):
+        key = _key(spelling)
+        if key in _ALIASES and _ALIASES[key] != info.name:
+            raise ValueError(f"model name {spelling!r} registered twice")
+        _ALIASES[key] = info.name
+    _REGISTRY[info.name] = info
+    return info
+
+
+def list_models(pattern: str = "*") -> list[str]:
+    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def get_model_info(name: str) -> ModelInfo:
+    canonical = _ALIASES.get(_key(name))
+    if canonical is None:
+        close = difflib.get_close_matches(_key(name), list(_ALIASES), n=3)
+        hint = f" (did you mean {', '.join(sorted({_ALIASES[c] for c in close}))}?)" if close else ""
+        raise UserError(f"unknown model {name!r}{hint}; list them with: python -m image_classification.models")
+    return _REGISTRY[canonical]
+
+
+def create_model(
+    name: str,
+    pretrained: str | Path | bool | None = None,
+    num_classes: int = 1000,
+    *,
+    fresh_classifier: bool = False,
+    weights: str = "auto",
+    **model_kwargs,
+) -> nn.Module:
+    """Build a registered model; `pretrained` is a checkpoint path (any supported format) or True for the
+    published weights when they are already in the torch hub cache (no download happens here).
+
+    `weights` picks between a checkpoint's EMA and raw weights: "auto" (EMA when present), "ema" or "raw".
+    `fresh_classifier` allows a checkpoint with another class count: its classifier is dropped and re-initialised.
+    """
+    from .checkpoint import cached_published_weights, load_pretrained
+
+    info = get_model_info(name)
+    if num_classes < 1:
+        raise UserError(f"num_classes must be at least 1, got {num_classes}")
+    model = info.builder(num_classes=num_classes, **model_kwargs)
+    model.pretrained_cfg = info.metadata() | {"num_classes": num_classes}
+    if pretrained is True:
+        pretrained = cached_published_weights(info)
+    if pretrained:
+        load_pretrained(model, pretrained, weights=weights, fresh_classifier=fresh_classifier)
+    return model
