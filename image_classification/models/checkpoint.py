@@ -158,3 +158,17 @@ def cached_published_weights(info) -> Path:
         f"published weights for {info.name} are not cached and nothing is downloaded at run time: "
         f"fetch {info.weights_url} and pass it with --pretrained-from-file (or save it as {cache})"
     )
+
+
+def export_weights(checkpoint_path: str | os.PathLike, weight_path: str | os.PathLike, *, ema: bool = False) -> dict:
+    """checkpoint2model: the chosen weights of a training checkpoint as a plain, prefix-free state dict."""
+    from image_classification.training.checkpointing import atomic_save
+
+    checkpoint = read_checkpoint(checkpoint_path)
+    if is_state_dict(checkpoint):
+        raise UserError(f"{checkpoint_path} is already a plain weights file, not a training checkpoint")
+    state_dict, which = select_state_dict(checkpoint, "ema" if ema else "raw", source=str(checkpoint_path))
+    state_dict = strip_prefixes(state_dict)
+    atomic_save(state_dict, weight_path)
+    return {"best_prec1": checkpoint.get("best_prec1", checkpoint.get("metric")), "which": which,
+            "entries": len(state_dict)}

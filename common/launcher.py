@@ -1,0 +1,47 @@
+"""multiproc.py's flags, carried out by torchrun (torch.distributed.run): one process per GPU, one place that
+knows how to start them. Upstream's hand-written launcher set env vars and spawned processes itself."""
+from __future__ import annotations
+
+import argparse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description="Start one training process per GPU (a thin wrapper over torchrun, with upstream's flags).",
+        epilog="Example: python multiproc.py --nproc_per_node 8 launch.py --model efficientnet-b0 ... /imagenet",
+    )
+    p.add_argument("--nnodes", type=int, default=1, help="number of nodes")
+    p.add_argument("--node_rank", type=int, default=0, help="rank of this node")
+    p.add_argument("--nproc_per_node", type=int, default=1, help="processes (GPUs) on this node")
+    p.add_argument("--master_addr", default="127.0.0.1", help="address of the rank-0 node")
+    p.add_argument("--master_port", type=int, default=29500, help="free port on the rank-0 node")
+    p.add_argument("--log_dir", default=None,
+                   help="also write each rank's output to files here (upstream wrote GPU_<rank>.log)")
+    p.add_argument("--all_ranks_to_console", action="store_true",
+                   help="show every rank's output (default: rank 0 only, as upstream)")
+    p.add_argument("script", help="the training script")
+    p.add_argument("script_args", nargs=argparse.REMAINDER, help="its arguments")
+    return p
+
+
+def torchrun_argv(args: argparse.Namespace) -> list[str]:
+    if args.nproc_per_node < 1 or args.nnodes < 1:
+        from common.cli_errors import UserError
+
+        raise UserError("--nproc_per_node and --nnodes must be at least 1")
+    argv = [
+        f"--nnodes={args.nnodes}", f"--node_rank={args.node_rank}", f"--nproc_per_node={args.nproc_per_node}",
+        f"--master_addr={args.master_addr}", f"--master_port={args.master_port}",
+    ]
+    if not args.all_ranks_to_console:
+        argv.append("--local-ranks-filter=0")
+    if args.log_dir:
+        argv += [f"--log-dir={args.log_dir}", "--tee=3"]
+    return argv + [args.script, *args.script_args]
+
+
+def main(argv=None) -> None:
+    args = build_parser().parse_args(argv)
+    from torch.distributed.run import main as torchrun
+
+    torchrun(torchrun_argv(args))

@@ -1,0 +1,95 @@
+"""The data factory: one call gives the train and val iterables for any backend, all with the same contract."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from common.cli_errors import UserError
+
+from .device import DeviceLoader, collate_uint8
+from .folder import ImageFolderDataset
+from .samplers import ShardSampler
+from .synthetic import SyntheticLoader
+from .transforms import train_transform, val_transform
+
+BACKENDS = ("pytorch", "synthetic")
+
+
+@dataclass
+class DataBundle:
+    train: object | None
+    val: object | None
+    num_classes: int
+    class_names: list[str] | None
+
+
+def _folder(root: Path, split: str) -> Path:
+    path = root / split
+    if not path.is_dir():
+        raise UserError(f"{path} not found: the data folder must hold train/ and val/ ImageFolders "
+                        f"(python -m common.datasets.digits writes one)")
+    return path
+
+
+def _loader(dataset, *, batch_size, shuffle, seed, rank, world_size, workers, prefetch, device, drop_last):
+    sampler = ShardSampler(len(dataset), shuffle=shuffle, seed=seed or 0, rank=rank, world_size=world_size)
+    kwargs = dict(persistent_workers=True, prefetch_factor=prefetch) if workers > 0 else {}
+    return DataLoader(
+        dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_uint8,
+        pin_memory=device.type == "cuda", drop_last=drop_last, **kwargs,
+    )
+
+
+def build_data(cfg, *, image_size: int, val_image_size: int, crop_pct: float, mean, std, device: torch.device,
+               rank: int = 0, world_size: int = 1, need_train: bool = True, need_val: bool = True) -> DataBundle:
+    memory_format = torch.channels_last if cfg.memory_format == "nhwc" else torch.contiguous_format
+    if cfg.data_backend == "synthetic":
+        n = cfg.num_classes or 1000
+        steps = cfg.prof if cfg.prof > 0 else cfg.synthetic_steps
+
+        def make(size):
+            return SyntheticLoader(cfg.batch_size, size, n, steps, device, memory_format, seed=cfg.seed or 0)
+
+        return DataBundle(make(image_size) if need_train else None, make(val_image_size) if need_val else None, n, None)
+    if cfg.data_backend not in BACKENDS:
+        raise UserError(f"data backend {cfg.data_backend!r} is not available; choose from {', '.join(BACKENDS)}")
+
+    root = Path(cfg.data)
+    if not root.is_dir():
+        raise UserError(f"data folder {root} does not exist")
+    common = dict(seed=cfg.seed, rank=rank, world_size=world_size, workers=cfg.workers, prefetch=cfg.prefetch,
+                  device=device)
+    train = val = None
+    classes = None
+    if need_train:
+        tf = train_transform(image_size, interpolation=cfg.interpolation, crop_scale=tuple(cfg.crop_scale),
+                             crop_ratio=tuple(cfg.crop_ratio), hflip=cfg.hflip, augmentation=cfg.augmentation,
+                             color_jitter=cfg.color_jitter, mean=mean)
+        ds = ImageFolderDataset(_folder(root, "train"), tf, seed=cfg.seed)
+        per_rank = -(-len(ds) // world_size)
+        if per_rank < cfg.batch_size:
+            raise UserError(f"{ds.root} has {len(ds)} images: fewer than one batch of {cfg.batch_size} per process; "
+                            f"lower --batch-size")
+        classes = ds.classes
+        loader = _loader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True, **common)
+        train = DeviceLoader(loader, device, mean, std, memory_format=memory_format, skip_bad=cfg.skip_bad_images,
+                             dataset=ds, scan_workers=max(cfg.workers, 1))
+    if need_val:
+        tf = val_transform(val_image_size, crop_pct=crop_pct, interpolation=cfg.val_interpolation or cfg.interpolation)
+        ds = ImageFolderDataset(_folder(root, "val"), tf, seed=None)
+        if classes is not None and ds.classes != classes:
+            only_train = sorted(set(classes) - set(ds.classes))
+            only_val = sorted(set(ds.classes) - set(classes))
+            raise UserError(f"train/ and val/ class folders differ (only in train: {only_train[:5]}, "
+                            f"only in val: {only_val[:5]})")
+        classes = classes or ds.classes
+        loader = _loader(ds, batch_size=cfg.batch_size, shuffle=False, drop_last=False, **common)
+        val = DeviceLoader(loader, device, mean, std, memory_format=memory_format, skip_bad=cfg.skip_bad_images,
+                           dataset=ds, scan_workers=max(cfg.workers, 1))
+    if cfg.num_classes is not None and cfg.num_classes != len(classes):
+        raise UserError(f"{root} has {len(classes)} classes but --num_classes is {cfg.num_classes}: "
+                        f"pass --num_classes {len(classes)} (or leave it out to use the data's count)")
+    return DataBundle(train, val, len(classes), list(classes))

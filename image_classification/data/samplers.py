@@ -1,0 +1,43 @@
+"""Samplers that shard by rank, know their epoch, and can start mid-epoch (for exact resume)."""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import Sampler
+
+
+class ShardSampler(Sampler):
+    """Yields (epoch, index) pairs for this rank.
+
+    train (shuffle=True): a permutation seeded by (seed, epoch), padded by wrapping so every rank gets the same
+    number of samples (DDP needs equal step counts).
+    val (shuffle=False): indices rank::world with no padding, so across ranks every image is seen exactly once
+    (upstream's DistributedSampler padded and counted duplicates; single-GPU upstream validation even shuffled).
+    """
+
+    def __init__(self, size: int, *, shuffle: bool, seed: int = 0, rank: int = 0, world_size: int = 1):
+        self.size, self.shuffle, self.seed = size, shuffle, seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        self.start = 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """`start` skips that many of this rank's samples: the ones consumed before an interruption."""
+        self.epoch, self.start = epoch, start
+
+    def _indices(self) -> list[int]:
+        if not self.shuffle:
+            return list(range(self.rank, self.size, self.world_size))
+        g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        order = torch.randperm(self.size, generator=g).tolist()
+        per_rank = -(-self.size // self.world_size)
+        order += order[: per_rank * self.world_size - self.size]
+        return order[self.rank :: self.world_size]
+
+    def __iter__(self):
+        for index in self._indices()[self.start :]:
+            yield (self.epoch, index)
+
+    def __len__(self) -> int:
+        if not self.shuffle:
+            return len(range(self.rank, self.size, self.world_size)) - self.start
+        return -(-self.size // self.world_size) - self.start

@@ -1,0 +1,99 @@
+"""PIL-side transforms: they stop at uint8 tensors; normalisation happens on the device (see device.py)."""
+from __future__ import annotations
+
+import math
+
+import torchvision.transforms.v2 as T
+from torchvision.transforms import InterpolationMode
+
+from common.cli_errors import UserError
+
+INTERPOLATIONS = {
+    "bilinear": InterpolationMode.BILINEAR,
+    "bicubic": InterpolationMode.BICUBIC,
+    "nearest": InterpolationMode.NEAREST,
+}
+AUGMENTATIONS = ("none", "autoaugment", "randaugment", "rand-<timm spec>, e.g. rand-m9-mstd0.5", "augmix-<timm spec>")
+
+
+def interpolation_mode(name: str) -> InterpolationMode:
+    try:
+        return INTERPOLATIONS[name]
+    except KeyError:
+        raise UserError(
+            f"interpolation {name!r} is not available on the pytorch backend; choose {', '.join(INTERPOLATIONS)}"
+        ) from None
+
+
+def val_resize_size(image_size: int, crop_pct: float) -> int:
+    if not 0.0 < crop_pct <= 1.0:
+        raise UserError(f"crop_pct must be in (0, 1], got {crop_pct}")
+    # round, not floor: 380 / (380/412) lands a hair under 412 in floating point.
+    return int(round(image_size / crop_pct))
+
+
+def _augmentation(name: str | None, image_size: int, interpolation: InterpolationMode, mean) -> list:
+    if name in (None, "", "none", "None"):
+        return []
+    fill = [int(round(255 * m)) for m in mean]
+    if name == "autoaugment":
+        # torchvision's ImageNet policy: the one upstream hand-wrote (and which crashes there on NumPy >= 1.24).
+        return [T.AutoAugment(T.AutoAugmentPolicy.IMAGENET, interpolation=interpolation, fill=fill)]
+    if name == "randaugment":
+        return [T.RandAugment(interpolation=interpolation, fill=fill)]
+    if name.startswith(("rand-", "augmix-")):
+        from timm.data.auto_augment import augment_and_mix_transform, rand_augment_transform
+
+        hparams = {"translate_const": int(image_size * 0.45), "img_mean": tuple(fill)}
+        try:
+            if name.startswith("rand-"):
+                return [rand_augment_transform(name, hparams)]
+            return [augment_and_mix_transform(name, hparams)]
+        except (AssertionError, KeyError, ValueError) as exc:
+            raise UserError(f"bad augmentation spec {name!r}: {exc}") from None
+    raise UserError(f"unknown augmentation {name!r}; choose from: {', '.join(AUGMENTATIONS)}")
+
+
+def train_transform(
+    image_size: int,
+    *,
+    interpolation: str = "bilinear",
+    crop_scale: tuple[float, float] = (0.08, 1.0),
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
+    hflip: float = 0.5,
+    augmentation: str | None = None,
+    color_jitter: float = 0.0,
+    mean=(0.485, 0.456, 0.406),
+) -> T.Compose:
+    lo, hi = crop_scale
+    if not 0.0 < lo <= hi <= 1.0:
+        raise UserError(f"--crop-scale needs 0 < MIN <= MAX <= 1, got {lo} {hi}")
+    if not 0.0 <= hflip <= 1.0:
+        raise UserError(f"--hflip is a probability in [0, 1], got {hflip}")
+    if not 0.0 < crop_ratio[0] <= crop_ratio[1]:
+        raise UserError(f"crop aspect ratio range must be positive and ordered, got {crop_ratio}")
+    mode = interpolation_mode(interpolation)
+    steps = [T.RandomResizedCrop(image_size, scale=(lo, hi), ratio=crop_ratio, interpolation=mode, antialias=True)]
+    if hflip > 0:
+        steps.append(T.RandomHorizontalFlip(hflip))
+    if color_jitter > 0:
+        steps.append(T.ColorJitter(color_jitter, color_jitter, color_jitter))
+    steps += _augmentation(augmentation, image_size, mode, mean)
+    steps.append(T.PILToTensor())
+    return T.Compose(steps)
+
+
+def val_transform(image_size: int, *, crop_pct: float, interpolation: str = "bilinear") -> T.Compose:
+    mode = interpolation_mode(interpolation)
+    return T.Compose(
+        [
+            T.Resize(val_resize_size(image_size, crop_pct), interpolation=mode, antialias=True),
+            T.CenterCrop(image_size),
+            T.PILToTensor(),
+        ]
+    )
+
+
+def default_crop_pct(image_size: int) -> float:
+    """Upstream ConvNets' val crop (Resize(size + 32), CenterCrop(size)) expressed as a crop fraction."""
+    return image_size / (image_size + 32) if image_size > 0 else math.nan

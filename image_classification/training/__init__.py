@@ -1,0 +1,1 @@
+"""One config, one Trainer, used by every model package."""

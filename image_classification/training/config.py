@@ -1,0 +1,137 @@
+"""The one config object every CLI dialect (ConvNets' main.py flags, timm's train.py flags) fills."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from common.cli_errors import UserError
+
+OPTIMIZERS = ("sgd", "rmsprop", "rmsproptf", "adamw", "lamb")
+LR_SCHEDULES = ("step", "linear", "cosine")
+PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+
+
+@dataclass
+class TrainingConfig:
+    # model
+    arch: str = "efficientnet-b0"
+    num_classes: int | None = None  # None: from the training folder (1000 for synthetic data)
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    pretrained_from_file: str | None = None
+    pretrained: bool = False
+    pretrained_weights: str = "auto"  # auto | ema | raw
+    fresh_classifier: bool = False
+
+    # data
+    data: str | None = None
+    data_backend: str = "pytorch"
+    image_size: int | None = None  # None: the model's default resolution
+    val_image_size: int | None = None
+    crop_pct: float | None = None  # None: the model's metadata
+    interpolation: str = "bilinear"
+    val_interpolation: str | None = None  # None: same as training
+    augmentation: str | None = None
+    crop_scale: tuple[float, float] = (0.08, 1.0)
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+    color_jitter: float = 0.0
+    random_erasing: float = 0.0
+    random_erasing_mode: str = "const"
+    random_erasing_count: int = 1
+    workers: int = 5
+    prefetch: int = 2
+    skip_bad_images: bool = False
+    synthetic_steps: int = 100
+
+    # optimisation
+    epochs: int = 90
+    run_epochs: int = -1
+    batch_size: int = 256
+    optimizer_batch_size: int = -1
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    lr_schedule: str = "step"
+    lr_steps: tuple[float, ...] = (30, 60, 80)
+    lr_decay_rate: float = 0.1
+    lr_decay_epochs: float | None = None  # step schedule: decay every N epochs (timm) instead of at lr_steps
+    end_lr: float = 0.0
+    warmup: float = 0.0
+    warmup_lr: float = 0.0
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 1e-4
+    bn_weight_decay: bool = False
+    rmsprop_alpha: float = 0.9
+    rmsprop_eps: float = 1e-3
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    clip_grad: float | None = None
+    label_smoothing: float = 0.0
+    mixup: float = 0.0
+    cutmix: float = 0.0
+    use_ema: float | None = None
+    early_stopping_patience: int = -1
+
+    # numerics and speed
+    precision: str = "fp32"
+    static_loss_scale: float = 128.0
+    memory_format: str = "nchw"
+    device: str = "auto"  # auto | cpu | cuda
+    cudnn_benchmark: bool = True
+
+    # run control and outputs
+    seed: int | None = None
+    print_freq: int = 10
+    prof: int = -1
+    evaluate: bool = False
+    training_only: bool = False
+    save_checkpoints: bool = True
+    checkpoint_filename: str = "checkpoint.pth.tar"
+    gather_checkpoints: int = 0
+    resume: str | None = None
+    workspace: str = "./"
+    raport_file: str = "experiment_raport.json"
+    tensorboard: str | None = None
+    progress: bool = True
+    topk: int = 5
+    gpu_affinity: str = "none"
+
+    def validate(self) -> "TrainingConfig":
+        """Check values no parser can check; one clear line per problem."""
+        def need(cond: bool, message: str):
+            if not cond:
+                raise UserError(message)
+
+        need(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        need(self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}")
+        need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        need(self.memory_format in ("nchw", "nhwc"), f"--memory-format must be nchw or nhwc, got {self.memory_format!r}")
+        need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
+        need(self.epochs >= 1 or self.evaluate, f"--epochs must be at least 1, got {self.epochs}")
+        need(self.lr >= 0, f"--lr must not be negative, got {self.lr}")
+        need(self.warmup >= 0, f"--warmup must not be negative, got {self.warmup}")
+        need(self.warmup < self.epochs or self.evaluate or self.epochs <= 0,
+             f"--warmup ({self.warmup}) must be shorter than --epochs ({self.epochs})")
+        need(self.workers >= 0, f"--workers must not be negative, got {self.workers}")
+        need(self.print_freq >= 1, f"--print-freq must be at least 1, got {self.print_freq}")
+        need(0.0 <= self.label_smoothing < 1.0, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
+        need(self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix must not be negative")
+        need(self.use_ema is None or 0.0 < self.use_ema < 1.0, f"--use-ema takes a decay in (0, 1), got {self.use_ema}")
+        need(self.topk >= 1, f"--topk must be at least 1, got {self.topk}")
+        need(self.num_classes is None or self.num_classes >= 1, f"--num_classes must be at least 1, got {self.num_classes}")
+        need(self.gather_checkpoints >= -1, f"--gather-checkpoints takes -1 (keep all), 0 or N, got {self.gather_checkpoints}")
+        need(self.image_size is None or self.image_size >= 8, f"--image-size must be at least 8, got {self.image_size}")
+        need(not (self.pretrained and self.pretrained_from_file), "--pretrained and --pretrained-from-file exclude each other")
+        need(not (self.evaluate and self.training_only), "--evaluate and --training-only exclude each other")
+        need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
+        need(self.data_backend == "synthetic" or bool(self.data),
+             "no data path given: pass the data folder (with train/ and val/) or use --data-backend synthetic")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainingConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})

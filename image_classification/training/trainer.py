@@ -1,0 +1,476 @@
+"""The one training loop every model package uses. Read it top to bottom: setup, resume, epochs, checkpoints."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from common.cli_errors import UserError
+from common.dllogger import JSONStreamBackend, StdOutBackend, TensorBoardBackend, Verbosity
+from common.training_log import (
+    ACC_METER,
+    LOSS_METER,
+    LR_METER,
+    PERF_METER,
+    TrainingLogger,
+)
+from image_classification.data.loader import build_data
+from image_classification.inference.evaluate import autocast_context, evaluate
+from image_classification.models import create_model, get_model_info
+from image_classification.models.checkpoint import load_state_dict_checked, read_checkpoint, strip_prefixes
+
+from . import distributed as D
+from .checkpointing import FILE_MODE, rng_state, save_training_checkpoint, set_rng_state
+from .config import TrainingConfig
+from .ema import ModelEma
+from .losses import build_mixup, build_train_loss
+from .optim import build_optimizer
+from .schedule import LRSchedule
+
+# Under DDP every rank must agree to stop at the same step; agreeing costs a collective, so ask only this often.
+STOP_CHECK_EVERY = 20
+
+
+class GracefulStop:
+    """SIGTERM (from SLURM, Kubernetes, torchrun) ends the current step, saves a checkpoint and exits cleanly."""
+
+    def __init__(self):
+        self.requested = False
+        self.previous = None
+
+    def __enter__(self):
+        try:
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread (e.g. a test harness): SIGTERM keeps its default meaning
+            self.previous = None
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+
+
+def _memory_format(cfg) -> torch.memory_format:
+    return torch.channels_last if cfg.memory_format == "nhwc" else torch.contiguous_format
+
+
+def _set_numerics(cfg, device: torch.device) -> None:
+    # TF32 is a choice, not an accident of PyTorch's defaults (upstream's "TF32" preset set nothing).
+    tf32 = cfg.precision in ("tf32", "fp16", "bf16")
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cudnn.benchmark = cfg.cudnn_benchmark and device.type == "cuda"
+
+
+def _seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _write_json_atomic(data: dict, path: Path) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f, indent=2, default=str)
+    os.chmod(tmp, FILE_MODE)
+    os.replace(tmp, path)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainingConfig):
+        self.cfg = cfg.validate()
+        self.dist = D.init_distributed(cfg.device)
+        self.device = self.dist.device
+        self.workspace = Path(cfg.workspace)
+        if self.dist.is_main:
+            self.workspace.mkdir(parents=True, exist_ok=True)
+        _set_numerics(cfg, self.device)
+        if cfg.precision == "fp16" and self.device.type == "cpu":
+            raise UserError("fp16 AMP needs a GPU; on the CPU use bf16 (--amp-dtype bf16) or FP32")
+        if cfg.seed is not None:
+            _seed(cfg.seed + self.dist.rank)
+
+        self.info = get_model_info(cfg.arch)
+        self.image_size = cfg.image_size or self.info.input_size
+        self.val_image_size = cfg.val_image_size or self.image_size
+        self.crop_pct = cfg.crop_pct or self.info.crop_pct
+        self.data = build_data(
+            cfg, image_size=self.image_size, val_image_size=self.val_image_size, crop_pct=self.crop_pct,
+            mean=self.info.mean, std=self.info.std, device=self.device, rank=self.dist.rank,
+            world_size=self.dist.world_size, need_train=not cfg.evaluate, need_val=not cfg.training_only,
+        )
+        self.num_classes = self.data.num_classes
+
+        pretrained = cfg.pretrained_from_file or (True if cfg.pretrained else None)
+        self.model = create_model(
+            cfg.arch, pretrained=pretrained, num_classes=self.num_classes, fresh_classifier=cfg.fresh_classifier,
+            weights=cfg.pretrained_weights, **cfg.model_kwargs,
+        ).to(self.device, memory_format=_memory_format(cfg))
+
+        self.iters_per_epoch = 0
+        self.accum = 1
+        if not cfg.evaluate:
+            self.iters_per_epoch = len(self.data.train)
+            if cfg.prof > 0:
+                self.iters_per_epoch = min(self.iters_per_epoch, cfg.prof)
+            self.accum = self._accumulation_steps()
+            self.optimizer = build_optimizer(self.model, cfg)
+            self.schedule = LRSchedule(cfg, self.iters_per_epoch)
+            self.scaler = torch.amp.GradScaler(
+                self.device.type, enabled=cfg.precision == "fp16", init_scale=cfg.static_loss_scale,
+                growth_factor=2.0, backoff_factor=0.5, growth_interval=100,
+            )
+            self.mixup = build_mixup(cfg, self.num_classes)
+            self.train_loss = build_train_loss(cfg, self.mixup)
+        self.ema = ModelEma(self.model, cfg.use_ema) if cfg.use_ema else None
+
+        self.start_epoch, self.start_iter, self.global_step, self.optimizer_steps = 0, 0, 0, 0
+        self.best_top1, self.best_epoch, self.epochs_since_best = 0.0, -1, 0
+        if cfg.resume:
+            self._resume(cfg.resume)
+
+        self.executor: nn.Module = self.model
+        if self.dist.distributed:
+            self.executor = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
+        self.logger = self._make_logger()
+
+    # ------------------------------------------------------------------ setup helpers
+    def _accumulation_steps(self) -> int:
+        cfg = self.cfg
+        if cfg.optimizer_batch_size <= 0:
+            return 1
+        per_step = cfg.batch_size * self.dist.world_size
+        if cfg.optimizer_batch_size % per_step:
+            raise UserError(
+                f"--optimizer-batch-size {cfg.optimizer_batch_size} is not a multiple of batch size x processes "
+                f"({cfg.batch_size} x {self.dist.world_size} = {per_step})"
+            )
+        return cfg.optimizer_batch_size // per_step
+
+    def _make_logger(self) -> TrainingLogger:
+        backends = []
+        if self.dist.is_main:
+            backends.append(JSONStreamBackend(Verbosity.VERBOSE, str(self.workspace / self.cfg.raport_file)))
+            backends.append(StdOutBackend(Verbosity.DEFAULT))
+            if self.cfg.tensorboard:
+                backends.append(TensorBoardBackend(Verbosity.VERBOSE, self.cfg.tensorboard))
+        logger = TrainingLogger(self.cfg.print_freq, backends, start_epoch=self.start_epoch - 1)
+        # Parameters go to the JSON report; on the screen they would bury the progress lines.
+        logger.log_parameter({k: v for k, v in self.cfg.to_dict().items() if k != "model_kwargs"}, Verbosity.VERBOSE)
+        logger.log_parameter({f"model.{k}": v for k, v in self.cfg.model_kwargs.items()}, Verbosity.VERBOSE)
+        logger.log_parameter({"num_classes": self.num_classes, "image_size": self.image_size,
+                              "world_size": self.dist.world_size, "device": str(self.device),
+                              "gradient_accumulation_steps": self.accum}, Verbosity.VERBOSE)
+        ips = {"unit": "images/s", "format": ":.1f"}
+        seconds = {"unit": "s", "format": ":.5f"}
+        loss = {"format": ":.5f"}
+        acc = {"unit": "%", "format": ":.2f"}
+        D_, V_ = Verbosity.DEFAULT, Verbosity.VERBOSE
+        for name, meter, verbosity, meta in [
+            ("train.loss", LOSS_METER, D_, loss), ("train.total_ips", PERF_METER, D_, ips),
+            ("train.compute_ips", PERF_METER, V_, ips), ("train.data_time", PERF_METER, V_, seconds),
+            ("train.compute_time", PERF_METER, V_, seconds), ("train.lr", LR_METER, D_, {"format": ":.6g"}),
+            ("train.grad_scale", PERF_METER, V_, {"format": ":.1f"}),
+        ]:
+            logger.register_metric(name, meter, verbosity, meta)
+        k = self.cfg.topk
+        for prefix in ["val"] + (["val_ema"] if self.ema else []):
+            logger.register_metric(f"{prefix}.top1", ACC_METER, D_, acc)
+            logger.register_metric(f"{prefix}.top{k}", ACC_METER, D_, acc)
+            logger.register_metric(f"{prefix}.loss", LOSS_METER, D_, loss)
+            logger.register_metric(f"{prefix}.total_ips", PERF_METER, V_, ips)
+            logger.register_metric(f"{prefix}.compute_ips", PERF_METER, V_, ips)
+            logger.register_metric(f"{prefix}.data_time", PERF_METER, V_, seconds)
+            logger.register_latency_metrics(prefix, V_)
+        return logger
+
+    def _resume(self, path: str) -> None:
+        ckpt = read_checkpoint(path)
+        if "state_dict" not in ckpt or "epoch" not in ckpt:
+            raise UserError(f"{path} is not a training checkpoint (no 'state_dict'/'epoch'); "
+                            f"to start from its weights use --pretrained-from-file")
+        arch = ckpt.get("arch")
+        if arch and get_model_info(arch).name != self.info.name:
+            raise UserError(f"{path} was trained as {arch}, not {self.info.name}: pick the matching --arch")
+        load_state_dict_checked(self.model, ckpt["state_dict"], source=path)
+        if self.ema is not None:
+            # Upstream crashed here when the checkpoint had no EMA; start the average from the weights instead.
+            ema_state = ckpt.get("state_dict_ema") or ckpt["state_dict"]
+            load_state_dict_checked(self.ema.module, strip_prefixes(ema_state), source=path)
+        if "optimizer" in ckpt and not self.cfg.evaluate:
+            try:
+                self.optimizer.load_state_dict(ckpt["optimizer"])
+            except (ValueError, KeyError) as exc:
+                raise UserError(f"{path}: optimizer state does not match --optimizer {self.cfg.optimizer} ({exc})")
+        if ckpt.get("scaler") and not self.cfg.evaluate:
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.start_epoch = int(ckpt["epoch"])
+        self.start_iter = int(ckpt.get("iteration", 0))
+        self.global_step = int(ckpt.get("global_step", self.start_epoch * self.iters_per_epoch + self.start_iter))
+        self.optimizer_steps = int(ckpt.get("optimizer_steps", self.global_step // max(self.accum, 1)))
+        self.best_top1 = float(ckpt.get("best_prec1", 0.0))
+        self.best_epoch = int(ckpt.get("best_epoch", -1))
+        self.epochs_since_best = int(ckpt.get("epochs_since_best", 0))
+        rngs = ckpt.get("rng")
+        if rngs and len(rngs) == self.dist.world_size:
+            set_rng_state(rngs[self.dist.rank])
+        if not self.cfg.evaluate and self.start_epoch >= self.cfg.epochs:
+            raise UserError(f"{path} already finished {self.start_epoch} of {self.cfg.epochs} epochs; "
+                            f"raise --epochs to train further")
+        if self.dist.is_main:
+            where = f"epoch {self.start_epoch}" + (f", iteration {self.start_iter}" if self.start_iter else "")
+            print(f"=> resumed {path} at {where} (best top1 {self.best_top1:.2f})", flush=True)
+
+    # ------------------------------------------------------------------ checkpoints
+    def _checkpoint_state(self, epoch: int, iteration: int) -> dict:
+        return {
+            "epoch": epoch,
+            "iteration": iteration,
+            "global_step": self.global_step,
+            "optimizer_steps": self.optimizer_steps,
+            "arch": self.info.name,
+            "num_classes": self.num_classes,
+            "class_names": self.data.class_names,
+            "model_kwargs": dict(self.cfg.model_kwargs),
+            "model_cfg": {**self.info.metadata(), "input_size": (3, self.image_size, self.image_size),
+                          "crop_pct": self.crop_pct},
+            "best_prec1": self.best_top1,
+            "best_epoch": self.best_epoch,
+            "epochs_since_best": self.epochs_since_best,
+            "state_dict": self.model.state_dict(),
+            "state_dict_ema": self.ema.state_dict() if self.ema else None,
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "config": self.cfg.to_dict(),
+        }
+
+    def _save(self, epoch: int, iteration: int, is_best: bool) -> Path | None:
+        rngs = D.gather_objects(rng_state())  # every rank's RNG, so a resumed DDP run repeats exactly
+        if not (self.dist.is_main and self.cfg.save_checkpoints):
+            return None
+        state = self._checkpoint_state(epoch, iteration)
+        state["rng"] = rngs
+        if state["state_dict_ema"] is None:
+            del state["state_dict_ema"]
+        return save_training_checkpoint(
+            state, self.workspace, filename=self.cfg.checkpoint_filename, epoch=epoch, is_best=is_best,
+            keep=self.cfg.gather_checkpoints, per_epoch=iteration == 0,
+        )
+
+    # ------------------------------------------------------------------ one epoch
+    def _should_stop(self, stopper: GracefulStop, i: int) -> bool:
+        if not self.dist.distributed:
+            return stopper.requested
+        if (i + 1) % STOP_CHECK_EVERY:
+            return False
+        flag = torch.tensor([1.0 if stopper.requested else 0.0], device=self.device)
+        return bool(D.all_reduce_max(flag).item())
+
+    def train_epoch(self, epoch: int, start_iter: int, stopper: GracefulStop, progress) -> tuple[int, bool]:
+        """Returns (iterations done in this epoch, whether a stop was requested)."""
+        cfg, device = self.cfg, self.device
+        self.executor.train()
+        loader = self.data.train
+        if loader.sampler is not None:
+            loader.sampler.set_epoch(epoch, start=start_iter * cfg.batch_size)
+        window_loss = torch.zeros((), device=device)
+        window_n, window_images, window_data = 0, 0, 0.0
+        window_start = data_start = time.perf_counter()
+        i = start_iter
+        stopped = False
+        for i, (images, targets) in enumerate(loader, start=start_iter):
+            if i >= self.iters_per_epoch:
+                break
+            data_time = time.perf_counter() - data_start
+            self.logger.start_iteration()
+            lr = self.schedule.apply(self.optimizer, self.global_step)
+            if self.mixup is not None:
+                images, targets = self.mixup(images, targets)
+            last_micro = (i + 1) % self.accum == 0 or i + 1 == self.iters_per_epoch
+            sync = self.executor.no_sync() if self.dist.distributed and not last_micro else _null()
+            with sync:
+                with autocast_context(device, cfg.precision):
+                    loss = self.train_loss(self.executor(images), targets)
+                self.scaler.scale(loss / self.accum).backward()
+            if last_micro:
+                if cfg.clip_grad:
+                    self.scaler.unscale_(self.optimizer)
+                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer_steps += 1
+                if self.ema is not None:
+                    self.ema.update(self.model, self.optimizer_steps)
+            self.global_step += 1
+            # Metrics stay on the device until the window closes: no host sync inside the step.
+            window_loss += loss.detach()
+            window_n += 1
+            window_images += images.shape[0]
+            window_data += data_time
+            if window_n == cfg.print_freq or i + 1 == self.iters_per_epoch:
+                mean_loss = D.all_reduce_sum(window_loss / window_n).item() / self.dist.world_size
+                elapsed = time.perf_counter() - window_start
+                world_images = window_images * self.dist.world_size
+                self.logger.log_metric("train.loss", mean_loss, window_n)
+                self.logger.log_metric("train.total_ips", world_images / elapsed, window_n)
+                self.logger.log_metric("train.compute_ips", world_images / max(elapsed - window_data, 1e-9), window_n)
+                self.logger.log_metric("train.data_time", window_data / window_n, window_n)
+                self.logger.log_metric("train.compute_time", (elapsed - window_data) / window_n, window_n)
+                self.logger.log_metric("train.lr", lr)
+                if self.scaler.is_enabled():
+                    self.logger.log_metric("train.grad_scale", self.scaler.get_scale())
+                if progress is not None:
+                    progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{world_images / elapsed:.0f}", lr=f"{lr:.4g}")
+                window_loss.zero_()
+                window_n, window_images, window_data = 0, 0, 0.0
+                window_start = time.perf_counter()
+            self.logger.end_iteration(mode="train")
+            if progress is not None:
+                progress.update(1)
+            if last_micro and self._should_stop(stopper, i):
+                stopped = True
+                break
+            data_start = time.perf_counter()
+        if self.data.train.skipped and self.dist.is_main:
+            print(f"warning: skipped {len(self.data.train.skipped)} unreadable training images so far "
+                  f"(first: {self.data.train.skipped[0].path})", file=sys.stderr, flush=True)
+        return i + 1, stopped
+
+    def validate(self, model: nn.Module, prefix: str) -> dict:
+        bar = self._progress(len(self.data.val), f"{prefix}")
+        result = evaluate(model, self.data.val, device=self.device, precision=self.cfg.precision,
+                          topk=self.cfg.topk, prof=self.cfg.prof, logger=self.logger, prefix=prefix, progress=bar)
+        if bar is not None:
+            bar.close()
+        if result["images"]:
+            k = self.cfg.topk
+            self.logger.log_metric(f"{prefix}.top1", result["top1"], result["images"])
+            self.logger.log_metric(f"{prefix}.top{k}", result[f"top{k}"], result["images"])
+            self.logger.log_metric(f"{prefix}.loss", result["loss"], result["images"])
+        return result
+
+    def _progress(self, total: int, desc: str):
+        if not (self.cfg.progress and self.dist.is_main and sys.stderr.isatty()):
+            return None
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit="it", leave=False, dynamic_ncols=True)
+
+    # ------------------------------------------------------------------ the run
+    def run(self) -> dict:
+        cfg = self.cfg
+        start_time = time.time()
+        summary: dict = {"arch": self.info.name, "num_classes": self.num_classes, "image_size": self.image_size,
+                         "workspace": str(self.workspace), "raport": str(self.workspace / cfg.raport_file)}
+        last_val: dict = {}
+        try:
+            if cfg.evaluate:
+                self.logger.start_epoch()
+                last_val = self.validate(self.model, "val")
+                if self.ema is not None:
+                    summary["val_ema"] = self.validate(self.ema.module, "val_ema")
+                self.logger.end_epoch()
+            else:
+                last_val = self._train_loop(summary)
+        finally:
+            self.logger.end()
+        summary.update(
+            metrics=self.logger.summary(),
+            val=last_val,
+            best_top1=self.best_top1 if not cfg.evaluate else last_val.get("top1"),
+            best_epoch=self.best_epoch,
+            elapsed_s=round(time.time() - start_time, 1),
+        )
+        if self.dist.is_main:
+            _write_json_atomic(summary, self.workspace / "summary.json")
+        D.barrier()
+        return summary
+
+    def _train_loop(self, summary: dict) -> dict:
+        cfg = self.cfg
+        last_val: dict = {}
+        end_epoch = cfg.epochs if cfg.run_epochs < 0 else min(cfg.epochs, self.start_epoch + cfg.run_epochs)
+        start_iter = self.start_iter
+        with GracefulStop() as stopper:
+            for epoch in range(self.start_epoch, end_epoch):
+                epoch_start = time.time()
+                self.logger.start_epoch()
+                bar = self._progress(self.iters_per_epoch - start_iter, f"epoch {epoch + 1}/{cfg.epochs}")
+                done, stopped = self.train_epoch(epoch, start_iter, stopper, bar)
+                if bar is not None:
+                    bar.close()
+                start_iter = 0
+                if stopped and done < self.iters_per_epoch:
+                    self.logger.end_epoch()
+                    path = self._save(epoch, done, is_best=False)
+                    summary["stopped"] = f"SIGTERM at epoch {epoch}, iteration {done}"
+                    if self.dist.is_main:
+                        print(f"=> stopped by SIGTERM; resume with --resume {path}", flush=True)
+                    return last_val
+                is_best = False
+                if not cfg.training_only:
+                    last_val = self.validate(self.model, "val")
+                    if self.ema is not None:
+                        summary["val_ema"] = self.validate(self.ema.module, "val_ema")
+                    is_best = last_val["top1"] > self.best_top1
+                    if is_best:
+                        self.best_top1, self.best_epoch, self.epochs_since_best = last_val["top1"], epoch, 0
+                    else:
+                        self.epochs_since_best += 1
+                self.logger.end_epoch()
+                path = self._save(epoch + 1, 0, is_best)
+                if path is not None:
+                    summary["checkpoint"] = str(path)
+                    if (self.workspace / "model_best.pth.tar").exists():
+                        summary["best_checkpoint"] = str(self.workspace / "model_best.pth.tar")
+                self._print_epoch(epoch, last_val, time.time() - epoch_start, end_epoch)
+                if stopped:
+                    summary["stopped"] = f"SIGTERM after epoch {epoch}"
+                    break
+                if 0 < cfg.early_stopping_patience <= self.epochs_since_best:
+                    summary["early_stopped"] = f"no new best top1 for {self.epochs_since_best} epochs"
+                    if self.dist.is_main:
+                        print(f"=> early stopping: {summary['early_stopped']}", flush=True)
+                    break
+        summary["epochs_done"] = epoch + 1 if self.start_epoch < end_epoch else self.start_epoch
+        return last_val
+
+    def _print_epoch(self, epoch: int, val: dict, seconds: float, end_epoch: int) -> None:
+        if not self.dist.is_main:
+            return
+        eta = seconds * (end_epoch - epoch - 1)
+        acc = f" val top1 {val['top1']:.2f} top{self.cfg.topk} {val[f'top{self.cfg.topk}']:.2f}" if val else ""
+        print(f"epoch {epoch + 1}/{self.cfg.epochs} done in {seconds:.1f}s:{acc} "
+              f"(best {self.best_top1:.2f}), eta {time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def train(cfg: TrainingConfig) -> dict:
+    trainer = Trainer(cfg)
+    try:
+        return trainer.run()
+    finally:
+        D.shutdown()
