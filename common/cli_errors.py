@@ -31,3 +31,60 @@ def run_cli(main: Callable[..., object], *args, **kwargs) -> None:
         fail("interrupted", EXIT_INTERRUPTED)
     if isinstance(result, int) and result != 0:
         raise SystemExit(result)
+
+
+import argparse  # noqa: E402
+
+TRUE_WORDS = ("1", "true", "yes", "y", "on")
+FALSE_WORDS = ("0", "false", "no", "n", "off")
+
+
+def str2bool(value: str) -> bool:
+    """Real booleans for flags upstream typed as `type=bool` (where `--trt False` meant True)."""
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse with the project's error convention: one line and exit 2 (not the whole usage block).
+
+    `bool_flags` may be given bare (`--trt`) or with a value (`--trt False`); a bare one never swallows the next
+    argument, so `main.py --trt /imagenet` keeps /imagenet as the data path.
+    """
+
+    def __init__(self, *args, bool_flags: tuple[str, ...] = (), **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bool_flags = set(bool_flags)
+
+    def add_bool_flag(self, *names, group=None, **kwargs):
+        self.bool_flags.update(n for n in names if n.startswith("--"))
+        return (group or self).add_argument(*names, type=str2bool, **kwargs)
+
+    def _normalise_bools(self, args):
+        out, i = [], 0
+        while i < len(args):
+            token = args[i]
+            if token in self.bool_flags:
+                nxt = args[i + 1] if i + 1 < len(args) else None
+                if nxt is not None and nxt.strip().lower() in TRUE_WORDS + FALSE_WORDS:
+                    out.append(f"{token}={nxt}")
+                    i += 2
+                    continue
+                out.append(f"{token}=true")
+            else:
+                out.append(token)
+            i += 1
+        return out
+
+    def parse_known_args(self, args=None, namespace=None):
+        import sys
+
+        args = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(self._normalise_bools(args), namespace)
+
+    def error(self, message):
+        fail(f"{message} (see {self.prog} --help)")

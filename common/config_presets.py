@@ -51,8 +51,10 @@ def merge_presets(presets: dict, model: str, platform: str, precision: str, mode
     return merged
 
 
-def launch_parser(default_cfg: Path, presets: dict | None = None) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+def launch_parser(default_cfg: Path) -> argparse.ArgumentParser:
+    from common.cli_errors import ArgumentParser
+
+    p = ArgumentParser(add_help=False, prog="launch.py")
     p.add_argument("--cfg_file", default=str(default_cfg), help="preset file (default: configs.yml here)")
     p.add_argument("--model", required=True, help="model preset")
     p.add_argument("--mode", required=True, help="mode preset")

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from common.cli_errors import ArgumentParser, UserError
+
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         description="Start one training process per GPU (a thin wrapper over torchrun, with upstream's flags).",
         epilog="Example: python multiproc.py --nproc_per_node 8 launch.py --model efficientnet-b0 ... /imagenet",
     )
@@ -26,8 +28,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def torchrun_argv(args: argparse.Namespace) -> list[str]:
     if args.nproc_per_node < 1 or args.nnodes < 1:
-        from common.cli_errors import UserError
-
         raise UserError("--nproc_per_node and --nnodes must be at least 1")
     argv = [
         f"--nnodes={args.nnodes}", f"--node_rank={args.node_rank}", f"--nproc_per_node={args.nproc_per_node}",

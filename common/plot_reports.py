@@ -9,7 +9,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from common.cli_errors import UserError, run_cli
+from common.cli_errors import ArgumentParser, UserError, run_cli
 from common.dllogger import read_report
 
 DEFAULT_METRICS = ("train.loss", "val.top1", "val.top5")
@@ -110,7 +110,7 @@ def plot_reports(paths, out, labels: list[str] | None = None, metrics: list[str]
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m common.plot_reports", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m common.plot_reports", description=__doc__.splitlines()[0])
     parser.add_argument("reports", nargs="+", metavar="REPORT", help="DLLogger JSON report(s)")
     parser.add_argument("-o", "--output", required=True, help="PNG file to write")
     parser.add_argument("--labels", nargs="+", help="legend entry per report (default: file names)")

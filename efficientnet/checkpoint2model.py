@@ -11,11 +11,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from a checkout: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli_errors import run_cli  # noqa: E402
+from common.cli_errors import ArgumentParser, run_cli  # noqa: E402
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint-path", required=True, metavar="PATH", help="training checkpoint")
     p.add_argument("--weight-path", required=True, metavar="PATH", help="where to write the weights")
     p.add_argument("--ema", action="store_true", help="export the EMA weights (state_dict_ema)")

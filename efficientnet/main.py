@@ -12,22 +12,12 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from a checkout: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli_errors import UserError, run_cli  # noqa: E402
+from common.cli_errors import ArgumentParser, UserError, run_cli  # noqa: E402
 from image_classification.training.config import OPTIMIZERS, TrainingConfig  # noqa: E402
 
 INTERPOLATIONS = ("bilinear", "bicubic")
 AFFINITY_MODES = ("none", "socket", "socket_single", "socket_single_unique", "socket_unique_interleaved",
                   "socket_unique_contiguous")
-
-
-def str2bool(value: str) -> bool:
-    """Real booleans for flags upstream typed as `type=bool` (where `--trt False` meant True)."""
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "y", "on"):
-        return True
-    if text in ("0", "false", "no", "n", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
 
 
 def positive_int(value: str) -> int:
@@ -44,7 +34,7 @@ def probability(value: str) -> float:
     return p
 
 
-def add_main_arguments(p: argparse.ArgumentParser) -> None:
+def add_main_arguments(p: ArgumentParser) -> None:
     p.add_argument("data", metavar="DIR", nargs="?", help="dataset root holding train/ and val/")
     p.add_argument("--data-backend", metavar="BACKEND", default="pytorch", choices=("pytorch", "synthetic"),
                    help="pytorch | synthetic (default: pytorch)")
@@ -86,8 +76,8 @@ def add_main_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--prof", type=int, default=-1, metavar="N", help="stop each train/val pass after N iterations")
     p.add_argument("--amp", action="store_true", help="automatic mixed precision (torch.amp)")
     p.add_argument("--amp-dtype", default="fp16", choices=("fp16", "bf16"), help="[ext] AMP type (bf16: no scaler)")
-    p.add_argument("--tf32", type=str2bool, nargs="?", const=True, default=False,
-                   help="[ext] allow TF32 for FP32 convolutions and matmuls (the TF32 preset sets it)")
+    p.add_bool_flag("--tf32", default=False, metavar="BOOL",
+                    help="[ext] allow TF32 for FP32 convolutions and matmuls (the TF32 preset sets it)")
     p.add_argument("--seed", type=int, default=None, help="seed for reproducible runs")
     p.add_argument("--gather-checkpoints", type=int, default=0, metavar="N",
                    help="keep the last N per-epoch checkpoint_XXXX.pth.tar files (-1: all, 0: none besides "
@@ -117,7 +107,7 @@ def add_main_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="[ext] print the resolved configuration and exit")
 
 
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
+def add_model_arguments(p: ArgumentParser) -> None:
     g = p.add_argument_group("model flags (upstream spelling, with underscores)")
     g.add_argument("--num_classes", type=positive_int, default=None,
                    help="classes (default: the number of class folders, 1000 for synthetic data)")
@@ -126,8 +116,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bn_epsilon", type=float, default=1e-3)
     g.add_argument("--survival_prob", type=float, default=None, help="stochastic depth (default: 1.0; b4: 0.8)")
     g.add_argument("--dropout", type=float, default=None, help="dropout before the classifier (default per model)")
-    g.add_argument("--trt", type=str2bool, nargs="?", const=True, default=False,
-                   help="1x1-conv squeeze-excitation (TensorRT-friendly)")
+    p.add_bool_flag("--trt", group=g, default=False, metavar="BOOL",
+                    help="1x1-conv squeeze-excitation (TensorRT-friendly); a real boolean, unlike upstream's")
     g.add_argument("--pretrained-from-file", default=None, metavar="PATH", help="initial weights (any layout)")
     g.add_argument("--pretrained", action="store_true", help="NGC weights from the torch hub cache")
     g.add_argument("--pretrained-weights", default="auto", choices=("auto", "ema", "raw"),
@@ -136,8 +126,8 @@ def add_model_arguments(p: argparse.ArgumentParser) -> None:
                    help="[ext] accept pretrained weights with another class count and start a new classifier")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> ArgumentParser:
+    parser = ArgumentParser(prog="main.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_main_arguments(parser)
     add_model_arguments(parser)
     return parser

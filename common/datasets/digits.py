@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common.cli_errors import UserError, run_cli
+from common.cli_errors import ArgumentParser, UserError, run_cli
 
 MARKER = "digits.json"
 
@@ -84,7 +84,7 @@ def write_digits(output: str | os.PathLike = "data/digits", size: int = 64, val_
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output", "-o", default="data/digits", help="folder to write train/ and val/ into")
     parser.add_argument("--size", type=int, default=64, help="side of the written images in pixels")
     parser.add_argument("--val-fraction", type=float, default=0.2, help="share of each class held out for val/")

@@ -30,7 +30,7 @@ from typing import Callable, Iterable
 
 from tqdm import tqdm
 
-from common.cli_errors import UserError, run_cli
+from common.cli_errors import ArgumentParser, UserError, run_cli
 
 OFFICIAL_TRAIN_IMAGES = 1_281_167
 OFFICIAL_VAL_IMAGES = 50_000
@@ -633,14 +633,8 @@ def prepare_imagenet(train_tar=None, val_tar=None, devkit=None, val_labels=None,
 
 
 # ------------------------------------------------------------------------------------------------------------ CLI
-class _Parser(argparse.ArgumentParser):
-    def error(self, message):
-        # Flag mistakes follow the project's one-line convention too.
-        raise UserError(f"{message} (see --help)")
-
-
 def main(argv=None) -> int:
-    parser = _Parser(prog="python -m common.datasets.imagenet", description=__doc__,
+    parser = ArgumentParser(prog="python -m common.datasets.imagenet", description=__doc__,
                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--train-tar", help="ILSVRC2012_img_train.tar (1000 per-class tars)")
     parser.add_argument("--val-tar", help="ILSVRC2012_img_val.tar (50,000 flat JPEGs)")

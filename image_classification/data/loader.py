@@ -37,9 +37,12 @@ def _folder(root: Path, split: str) -> Path:
 def _loader(dataset, *, batch_size, shuffle, seed, rank, world_size, workers, prefetch, device, drop_last):
     sampler = ShardSampler(len(dataset), shuffle=shuffle, seed=seed or 0, rank=rank, world_size=world_size)
     kwargs = dict(persistent_workers=True, prefetch_factor=prefetch) if workers > 0 else {}
+    # The loader's own generator: starting workers must not draw from the global RNG, or a resumed run (which
+    # starts them at another point) would diverge from an uninterrupted one.
+    generator = torch.Generator().manual_seed(seed or 0)
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_uint8,
-        pin_memory=device.type == "cuda", drop_last=drop_last, **kwargs,
+        pin_memory=device.type == "cuda", drop_last=drop_last, generator=generator, **kwargs,
     )
 
 

@@ -1,13 +1,13 @@
 """`python -m image_classification.models [PATTERN]`: list registered models with their metadata."""
 import argparse
 
-from common.cli_errors import run_cli
+from common.cli_errors import ArgumentParser, run_cli
 
 from . import get_model_info, list_models
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = ArgumentParser(description=__doc__)
     parser.add_argument("pattern", nargs="?", default="*")
     args = parser.parse_args(argv)
     for name in list_models(args.pattern):

@@ -123,6 +123,9 @@ class TrainingConfig:
         need(self.image_size is None or self.image_size >= 8, f"--image-size must be at least 8, got {self.image_size}")
         need(not (self.pretrained and self.pretrained_from_file), "--pretrained and --pretrained-from-file exclude each other")
         need(not (self.evaluate and self.training_only), "--evaluate and --training-only exclude each other")
+        lo, hi = self.crop_scale
+        need(0.0 < lo <= hi <= 1.0, f"--crop-scale needs 0 < MIN <= MAX <= 1, got {lo} {hi}")
+        need(0.0 <= self.hflip <= 1.0, f"--hflip is a probability in [0, 1], got {self.hflip}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
         need(self.data_backend == "synthetic" or bool(self.data),
              "no data path given: pass the data folder (with train/ and val/) or use --data-backend synthetic")

@@ -61,11 +61,25 @@ def all_reduce_max(values: torch.Tensor) -> torch.Tensor:
 
 
 def gather_objects(obj) -> list:
+    """all_gather_object for objects that hold tensors: they travel as torch.save bytes, because pickled CPU
+    tensors fail to unpickle inside all_gather_object on recent PyTorch."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return [obj]
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    out = [None] * dist.get_world_size()
+    dist.all_gather_object(out, buffer.getvalue())
+    return [torch.load(io.BytesIO(b), weights_only=True) for b in out]
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Give every rank rank 0's BatchNorm statistics (DDP keeps parameters in sync, not running stats), so all
+    ranks validate, and the checkpoint holds, one and the same model."""
     if dist.is_available() and dist.is_initialized():
-        out = [None] * dist.get_world_size()
-        dist.all_gather_object(out, obj)
-        return out
-    return [obj]
+        for buffer in module.buffers():
+            dist.broadcast(buffer, src)
 
 
 def barrier() -> None:

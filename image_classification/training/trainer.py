@@ -135,18 +135,18 @@ class Trainer:
             )
             self.mixup = build_mixup(cfg, self.num_classes)
             self.train_loss = build_train_loss(cfg, self.mixup)
+        self.executor: nn.Module = self.model
+        if self.dist.distributed:
+            # Wrapping broadcasts rank 0's weights; everything that copies the weights (EMA) comes after.
+            self.executor = nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
+            )
         self.ema = ModelEma(self.model, cfg.use_ema) if cfg.use_ema else None
 
         self.start_epoch, self.start_iter, self.global_step, self.optimizer_steps = 0, 0, 0, 0
         self.best_top1, self.best_epoch, self.epochs_since_best = 0.0, -1, 0
         if cfg.resume:
             self._resume(cfg.resume)
-
-        self.executor: nn.Module = self.model
-        if self.dist.distributed:
-            self.executor = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
-            )
         self.logger = self._make_logger()
 
     # ------------------------------------------------------------------ setup helpers
@@ -416,6 +416,9 @@ class Trainer:
                 if bar is not None:
                     bar.close()
                 start_iter = 0
+                D.broadcast_buffers(self.model)
+                if self.ema is not None:
+                    D.broadcast_buffers(self.ema.module)
                 if stopped and done < self.iters_per_epoch:
                     self.logger.end_epoch()
                     path = self._save(epoch, done, is_best=False)

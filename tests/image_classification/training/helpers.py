@@ -1,0 +1,24 @@
+"""Small, fast training runs on the digits data through the real CLI parser."""
+import torch
+
+from efficientnet.main import build_parser, config_from_args
+from image_classification.training.trainer import train
+
+FAST = ("--image-size 32 -b 16 --prof 4 --lr 0.05 --lr-schedule cosine --warmup 0.5 --print-freq 2 --seed 3 "
+        "--no-progress --bn_momentum 0.1").split()
+
+
+def config(data, workspace, *extra):
+    return config_from_args(build_parser().parse_args([str(data), "--workspace", str(workspace), *FAST, *map(str, extra)]))
+
+
+def run(data, workspace, *extra) -> dict:
+    return train(config(data, workspace, *extra))
+
+
+def load(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def max_weight_diff(a: dict, b: dict) -> float:
+    return max((a[k].double() - b[k].double()).abs().max().item() for k in a)

@@ -1,0 +1,77 @@
+"""--resume continues exactly: a run stopped and resumed ends with the weights of an uninterrupted run."""
+import os
+import signal
+
+import pytest
+
+from common.cli_errors import UserError
+from image_classification.training.schedule import LRSchedule
+
+from .helpers import load, max_weight_diff, run
+
+# Every source of randomness on: augmentation, mixup, dropout, stochastic depth, EMA.
+RANDOM = ["--epochs", 2, "--use-ema", 0.9, "--mixup", 0.2, "--dropout", 0.3, "--survival_prob", 0.8,
+          "--label-smoothing", 0.1]
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_after_an_epoch_matches_uninterrupted_run(digits_root, tmp_path, workers):
+    run(digits_root, tmp_path / "full", *RANDOM, "-j", workers)
+    run(digits_root, tmp_path / "part", *RANDOM, "-j", workers, "--run-epochs", 1)
+    assert load(tmp_path / "part" / "checkpoint.pth.tar")["epoch"] == 1
+    run(digits_root, tmp_path / "part", *RANDOM, "-j", workers, "--resume", tmp_path / "part" / "checkpoint.pth.tar")
+    a, b = load(tmp_path / "full" / "checkpoint.pth.tar"), load(tmp_path / "part" / "checkpoint.pth.tar")
+    assert a["epoch"] == b["epoch"] == 2
+    assert max_weight_diff(a["state_dict"], b["state_dict"]) == 0.0
+    assert max_weight_diff(a["state_dict_ema"], b["state_dict_ema"]) == 0.0
+
+
+def test_sigterm_saves_mid_epoch_and_resume_is_exact(digits_root, tmp_path, monkeypatch):
+    run(digits_root, tmp_path / "full", *RANDOM, "-j", 2)
+
+    original = LRSchedule.apply
+
+    def apply_then_signal(self, optimizer, step):
+        if step == 6:  # second epoch, third step: a mid-epoch stop
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, optimizer, step)
+
+    monkeypatch.setattr(LRSchedule, "apply", apply_then_signal)
+    summary = run(digits_root, tmp_path / "part", *RANDOM, "-j", 2)
+    assert "SIGTERM" in summary["stopped"]
+    ckpt = load(tmp_path / "part" / "checkpoint.pth.tar")
+    assert (ckpt["epoch"], ckpt["iteration"]) == (1, 3)  # the step in flight was finished, then saved
+    assert signal.getsignal(signal.SIGTERM) is not None  # handler restored after the run
+    monkeypatch.setattr(LRSchedule, "apply", original)
+
+    run(digits_root, tmp_path / "part", *RANDOM, "-j", 2, "--resume", tmp_path / "part" / "checkpoint.pth.tar")
+    a, b = load(tmp_path / "full" / "checkpoint.pth.tar"), load(tmp_path / "part" / "checkpoint.pth.tar")
+    assert max_weight_diff(a["state_dict"], b["state_dict"]) == 0.0
+    assert max_weight_diff(a["state_dict_ema"], b["state_dict_ema"]) == 0.0
+
+
+def test_resume_refuses_finished_run_and_other_arch(digits_root, tmp_path):
+    run(digits_root, tmp_path, "--epochs", 1, "-j", 0)
+    ckpt = tmp_path / "checkpoint.pth.tar"
+    with pytest.raises(UserError, match="already finished 1 of 1 epochs"):
+        run(digits_root, tmp_path / "again", "--epochs", 1, "-j", 0, "--resume", ckpt)
+    with pytest.raises(UserError, match="trained as efficientnet-b0, not efficientnet-b1"):
+        run(digits_root, tmp_path / "other", "--epochs", 2, "-j", 0, "--resume", ckpt, "--arch", "efficientnet-b1")
+
+
+def test_resume_rejects_plain_weights(digits_root, tmp_path):
+    import torch
+
+    from image_classification.models import create_model
+
+    weights = tmp_path / "weights.pth"
+    torch.save(create_model("efficientnet-b0", num_classes=10).state_dict(), weights)
+    with pytest.raises(UserError, match="not a training checkpoint"):
+        run(digits_root, tmp_path, "--epochs", 1, "-j", 0, "--resume", weights)
+
+
+def test_ema_resume_from_checkpoint_without_ema(digits_root, tmp_path):
+    """Upstream raised NameError here; the EMA starts from the checkpoint's weights instead."""
+    run(digits_root, tmp_path, "--epochs", 2, "--run-epochs", 1, "-j", 0)
+    run(digits_root, tmp_path, "--epochs", 2, "-j", 0, "--use-ema", 0.9, "--resume", tmp_path / "checkpoint.pth.tar")
+    assert "state_dict_ema" in load(tmp_path / "checkpoint.pth.tar")
