@@ -197,11 +197,20 @@ class Logger:
         timestamp = datetime.now()
         return timestamp, (timestamp - self.starttime).total_seconds()
 
-    def log(self, step, data: dict, verbosity: int = Verbosity.VERBOSE) -> None:
+    def log(self, step, data: dict, verbosity: int = Verbosity.VERBOSE,
+            metric_verbosity: dict[str, int] | None = None) -> None:
+        """`metric_verbosity` (an extension) filters single metrics per backend, so one record carries everything
+        to a verbose backend and only the default-level metrics to the screen, without duplicate records."""
         timestamp, elapsed = self._now()
         for backend in self.backends:
-            if backend.verbosity >= verbosity:
-                backend.log(timestamp, elapsed, step, data)
+            if backend.verbosity < verbosity:
+                continue
+            shown = data
+            if metric_verbosity:
+                shown = {k: v for k, v in data.items() if metric_verbosity.get(k, verbosity) <= backend.verbosity}
+                if not shown:
+                    continue
+            backend.log(timestamp, elapsed, step, shown)
 
     def metadata(self, metric: str, metadata: dict) -> None:
         timestamp, elapsed = self._now()

@@ -228,11 +228,11 @@ class TrainingLogger:
         return dict(self._epoch_summary)
 
     def _log_level(self, step, aggregators: dict) -> dict[str, float]:
-        """Log the non-empty aggregators, one record per verbosity level (as upstream did); returns them."""
+        """Log the non-empty aggregators as one record; each backend sees the metrics its verbosity admits."""
         values = _values(aggregators)
-        for level in sorted({self.metrics[n][1] for n in values}):
-            data = {n: v for n, v in values.items() if self.metrics[n][1] == level}
-            self.logger.log(step=step, data=data, verbosity=level)
+        if values:
+            levels = {n: self.metrics[n][1] for n in values}
+            self.logger.log(step=step, data=values, verbosity=min(levels.values()), metric_verbosity=levels)
         return values
 
 

@@ -91,8 +91,11 @@ def load_state_dict_checked(
         state_dict = model.adapt_state_dict(state_dict)
     own = model.state_dict()
     classifier_keys = tuple(getattr(model, "classifier_keys", ()))
+    # A different class count changes only the first dimension of the classifier; any other difference means
+    # weights of another architecture, reported below as shape mismatches.
     mismatched_head = [
-        k for k in classifier_keys if k in state_dict and k in own and state_dict[k].shape != own[k].shape
+        k for k in classifier_keys if k in state_dict and k in own
+        and state_dict[k].shape[0] != own[k].shape[0] and state_dict[k].shape[1:] == own[k].shape[1:]
     ]
     if mismatched_head:
         theirs = state_dict[mismatched_head[0]].shape[0]
@@ -142,7 +145,9 @@ def load_pretrained(
             raise UserError(f"{path} holds {arch} weights, not {expected}: pick the matching --arch")
     state_dict, which = select_state_dict(checkpoint, weights, source=str(path))
     load_state_dict_checked(model, state_dict, source=str(path), fresh_classifier=fresh_classifier)
-    meta = {k: v for k, v in checkpoint.items() if not isinstance(v, dict) or k in ("args",)} if arch else {}
+    meta = {} if is_state_dict(checkpoint) else {
+        k: v for k, v in checkpoint.items() if not isinstance(v, (dict, torch.Tensor)) or k == "args"
+    }
     meta["weights_used"] = which
     return meta
 

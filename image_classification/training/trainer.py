@@ -431,7 +431,7 @@ class Trainer:
                     last_val = self.validate(self.model, "val")
                     if self.ema is not None:
                         summary["val_ema"] = self.validate(self.ema.module, "val_ema")
-                    is_best = last_val["top1"] > self.best_top1
+                    is_best = self.best_epoch < 0 or last_val["top1"] > self.best_top1
                     if is_best:
                         self.best_top1, self.best_epoch, self.epochs_since_best = last_val["top1"], epoch, 0
                     else:

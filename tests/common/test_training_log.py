@@ -137,7 +137,7 @@ def test_quantiles_are_exact_nearest_values():
     assert meter.window.value() == 3.0
 
 
-def test_verbosity_levels_go_to_separate_records_and_backends(tmp_path):
+def test_one_record_per_step_filtered_per_backend(tmp_path):
     default, verbose = Recorder(Verbosity.DEFAULT), Recorder(Verbosity.VERBOSE)
     logger = TrainingLogger(1, [default, verbose])
     logger.register_metric("train.loss", LOSS_METER(), Verbosity.DEFAULT)
@@ -147,7 +147,7 @@ def test_verbosity_levels_go_to_separate_records_and_backends(tmp_path):
     logger.log_metric("train.data_time", 0.5)
     logger.end_iteration()
     assert default.logs == [((0, 1), {"train.loss": 1.0})]
-    assert verbose.logs == [((0, 1), {"train.loss": 1.0}), ((0, 1), {"train.data_time": 0.5})]
+    assert verbose.logs == [((0, 1), {"train.loss": 1.0, "train.data_time": 0.5})]
 
 
 def test_val_steps_and_val_mode_covers_val_ema():

@@ -222,12 +222,6 @@ def b4_weights(tmp_path_factory):
     return save(make(5, "efficientnet-b4").state_dict(), path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library bug: load_state_dict_checked treats any classifier.fc shape difference as a class-count "
-    "mismatch (compares shape[0] only), so b4 weights into b0 with the same class count report "
-    "'has 10 classes but the model has 10' instead of the missing/unexpected keys and shape mismatches",
-)
 def test_wrong_model_weights(b4_weights):
     with pytest.raises(UserError) as err:
         create_model(ARCH, pretrained=b4_weights, num_classes=NUM_CLASSES)

@@ -80,6 +80,8 @@ def test_all_efficientnet_names_listed():
         ("EFFICIENTNET-B0", "efficientnet-b0"),
         ("EfficientNet_WideSE_B7", "efficientnet-widese-b7"),
         ("efficientnet-b3", "efficientnet-b3"),
+        ("efficientnet_widese-b4", "efficientnet-widese-b4"),
+        (" efficientnet-b2 ", "efficientnet-b2"),
     ],
 )
 def test_aliases_resolve_to_canonical_name(spelling, canonical):
@@ -157,6 +159,32 @@ def test_state_dict_keys_match_ngc(imagenet_models, name):
     assert len(actual) == len(expected)
     for i, (a, e) in enumerate(zip(actual, expected)):
         assert a == e, f"entry {i}: {a} != {e}"
+
+
+def test_batchnorm_settings_match_upstream():
+    model = create_model("efficientnet-b0", num_classes=7)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns
+    assert all(m.eps == pytest.approx(1e-3) and m.momentum == pytest.approx(0.01) for m in bns)
+
+
+def test_default_dropout():
+    assert create_model("efficientnet-b0", num_classes=7).classifier.dropout.p == pytest.approx(0.2)
+    assert create_model("efficientnet-widese-b4", num_classes=7).classifier.dropout.p == pytest.approx(0.4)
+
+
+@pytest.mark.parametrize("name, survival", [("efficientnet-b4", 0.8), ("efficientnet-b0", 1.0)])
+def test_survival_schedule_is_linear_in_block_index(name, survival):
+    model = create_model(name, num_classes=7)
+    blocks = [block for stage in model.layers for block in stage]
+    seen = 0
+    for i, block in enumerate(blocks):
+        if block.residual_add is None:
+            continue
+        seen += 1
+        expected = 1.0 - (1.0 - survival) * i / len(blocks)
+        assert block.residual_add.survival_prob == pytest.approx(expected), i
+    assert seen > 0
 
 
 # --- stochastic depth ---------------------------------------------------------------------------------
