@@ -1,0 +1,30 @@
+"""Every way to check the project. `nox -s tests` is what CI runs (see .ci/run and the README)."""
+import nox
+
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = False
+
+
+@nox.session
+def tests(session):
+    """The CPU test suite: everything that does not need a GPU."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-m", "not gpu", *session.posargs)
+
+
+@nox.session
+def gpu(session):
+    """GPU-only checks (AMP, channels_last, CUDA data path); they skip cleanly where no GPU is present."""
+    session.install("-e", ".[dev]")
+    session.run("pytest", "-m", "gpu", "-rs", *session.posargs)
+
+
+@nox.session
+def lint(session):
+    """Static checks: ruff, and bash -n on every recipe script."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    import glob
+
+    for script in sorted(glob.glob("efficientnet/**/*.sh", recursive=True)) + ["quickstart.sh"]:
+        session.run("bash", "-n", script, external=True, silent=True)

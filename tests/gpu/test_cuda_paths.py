@@ -1,0 +1,42 @@
+"""GPU-only behaviour (run by `nox -s gpu`); every test skips with a reason where no CUDA device is present."""
+import pytest
+import torch
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+def test_amp_fp16_channels_last_training_on_synthetic_data(tmp_path):
+    from tests.image_classification.training.helpers import run
+
+    summary = run("unused", tmp_path, "--data-backend", "synthetic", "--amp", "--memory-format", "nhwc",
+                  "--epochs", 2, "--num_classes", 10, "-b", 32, "--image-size", 64, "--use-ema", 0.9)
+    assert summary["val"]["images"] == 4 * 32
+    ckpt = torch.load(tmp_path / "checkpoint.pth.tar", weights_only=True)
+    assert ckpt["scaler"] is not None and ckpt["scaler"]["scale"] > 0  # GradScaler really ran
+    assert all(torch.isfinite(v.float()).all() for v in ckpt["state_dict"].values())
+
+
+def test_bf16_training_needs_no_scaler(tmp_path):
+    from tests.image_classification.training.helpers import run
+
+    run("unused", tmp_path, "--data-backend", "synthetic", "--amp", "--amp-dtype", "bf16", "--epochs", 1,
+        "--num_classes", 10, "-b", 16, "--image-size", 32)
+    assert torch.load(tmp_path / "checkpoint.pth.tar", weights_only=True)["scaler"] is None
+
+
+def test_cuda_prefetch_matches_cpu_batches(digits_root):
+    from image_classification.data.loader import build_data
+    from image_classification.models.registry import IMAGENET_MEAN, IMAGENET_STD
+    from image_classification.training.config import TrainingConfig
+
+    cfg = TrainingConfig(data=str(digits_root), batch_size=16, workers=0, seed=0)
+    common = dict(image_size=32, val_image_size=32, crop_pct=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                  need_train=False)
+    cpu = list(build_data(cfg, device=torch.device("cpu"), **common).val)
+    gpu = list(build_data(cfg, device=torch.device("cuda"), **common).val)
+    assert len(cpu) == len(gpu)
+    for (xc, yc), (xg, yg) in zip(cpu, gpu):
+        assert xg.is_cuda and torch.allclose(xc, xg.cpu(), atol=1e-5) and torch.equal(yc, yg.cpu())
