@@ -186,7 +186,11 @@ def run(args: argparse.Namespace) -> dict | None:
 
 def report_summary(summary: dict) -> None:
     lines = []
-    if summary.get("best_top1") is not None:
+    if summary.get("mode") == "evaluate" and summary.get("val"):
+        k = next((key for key in summary["val"] if key.startswith("top") and key != "top1"), None)
+        lines.append(f"val top1: {summary['val']['top1']:.2f}%" + (f", {k}: {summary['val'][k]:.2f}%" if k else "")
+                     + f" on {summary['val']['images']} images")
+    elif summary.get("best_top1") is not None:
         lines.append(f"best val top1: {summary['best_top1']:.2f}%"
                      + (f" (epoch {summary['best_epoch'] + 1})" if summary.get("best_epoch", -1) >= 0 else ""))
     for key in ("best_checkpoint", "checkpoint", "raport"):

@@ -381,6 +381,7 @@ class Trainer:
         last_val: dict = {}
         try:
             if cfg.evaluate:
+                summary["mode"] = "evaluate"
                 self.logger.start_epoch()
                 last_val = self.validate(self.model, "val")
                 if self.ema is not None:
