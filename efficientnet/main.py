@@ -104,6 +104,8 @@ def add_main_arguments(p: ArgumentParser) -> None:
     p.add_argument("--tensorboard", default=None, metavar="DIR", help="[ext] also write TensorBoard scalars")
     p.add_argument("--no-progress", action="store_false", dest="progress", help="[ext] no progress bar")
     p.add_argument("--cpu", action="store_true", help="[ext] run on the CPU even if a GPU is present")
+    p.add_argument("--deterministic", action="store_true",
+                   help="[ext] deterministic GPU kernels, so a seeded run repeats bit for bit (slower)")
     p.add_argument("--dry-run", action="store_true", help="[ext] print the resolved configuration and exit")
 
 
@@ -158,7 +160,7 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix, use_ema=args.use_ema,
         early_stopping_patience=args.early_stopping_patience, precision=precision,
         static_loss_scale=args.static_loss_scale, memory_format=args.memory_format,
-        device="cpu" if args.cpu else "auto", seed=args.seed, print_freq=args.print_freq, prof=args.prof,
+        device="cpu" if args.cpu else "auto", deterministic=args.deterministic, seed=args.seed, print_freq=args.print_freq, prof=args.prof,
         evaluate=args.evaluate, training_only=args.training_only, save_checkpoints=args.save_checkpoints,
         checkpoint_filename=args.checkpoint_filename, gather_checkpoints=args.gather_checkpoints,
         resume=args.resume, workspace=args.workspace, raport_file=args.raport_file,

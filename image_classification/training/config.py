@@ -78,6 +78,7 @@ class TrainingConfig:
     memory_format: str = "nchw"
     device: str = "auto"  # auto | cpu | cuda
     cudnn_benchmark: bool = True
+    deterministic: bool = False  # bit-reproducible GPU runs, at some speed cost
 
     # run control and outputs
     seed: int | None = None

@@ -72,7 +72,12 @@ def _set_numerics(cfg, device: torch.device) -> None:
     tf32 = cfg.precision in ("tf32", "fp16", "bf16")
     torch.backends.cuda.matmul.allow_tf32 = tf32
     torch.backends.cudnn.allow_tf32 = tf32
-    torch.backends.cudnn.benchmark = cfg.cudnn_benchmark and device.type == "cuda"
+    torch.backends.cudnn.benchmark = cfg.cudnn_benchmark and device.type == "cuda" and not cfg.deterministic
+    if cfg.deterministic:
+        # cuBLAS needs a fixed workspace for reproducible matmuls; set before the first cuBLAS call.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
 
 
 def _seed(seed: int) -> None:

@@ -20,7 +20,7 @@ if str(REPO) not in sys.path:
 from common.cli_errors import UserError  # noqa: E402
 from common.datasets import imagenet  # noqa: E402
 
-PYTHON = "/work/venv/bin/python"
+PYTHON = sys.executable
 WNIDS = ["n01440764", "n01443537", "n01484850"]
 TRAIN_PER_CLASS = {"n01440764": 4, "n01443537": 3, "n01484850": 5}
 # Deliberately not in sorted-wnid order, so a label lookup by position instead of by ID would misfile images.

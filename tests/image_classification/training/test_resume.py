@@ -3,6 +3,7 @@ import os
 import signal
 
 import pytest
+import torch
 
 from common.cli_errors import UserError
 from image_classification.training.schedule import LRSchedule
@@ -12,22 +13,31 @@ from .helpers import load, max_weight_diff, run
 # Every source of randomness on: augmentation, mixup, dropout, stochastic depth, EMA.
 RANDOM = ["--epochs", 2, "--use-ema", 0.9, "--mixup", 0.2, "--dropout", 0.3, "--survival_prob", 0.8,
           "--label-smoothing", 0.1]
+# On a GPU exactness also needs deterministic kernels (atomics in cuDNN backward reorder float sums).
+DEVICES = [
+    pytest.param(["--cpu"], id="cpu"),
+    pytest.param(["--deterministic"], id="cuda", marks=[
+        pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]),
+]
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("workers", [0, 2])
-def test_resume_after_an_epoch_matches_uninterrupted_run(digits_root, tmp_path, workers):
-    run(digits_root, tmp_path / "full", *RANDOM, "-j", workers)
-    run(digits_root, tmp_path / "part", *RANDOM, "-j", workers, "--run-epochs", 1)
+def test_resume_after_an_epoch_matches_uninterrupted_run(digits_root, tmp_path, workers, device):
+    run(digits_root, tmp_path / "full", *RANDOM, *device, "-j", workers)
+    run(digits_root, tmp_path / "part", *RANDOM, *device, "-j", workers, "--run-epochs", 1)
     assert load(tmp_path / "part" / "checkpoint.pth.tar")["epoch"] == 1
-    run(digits_root, tmp_path / "part", *RANDOM, "-j", workers, "--resume", tmp_path / "part" / "checkpoint.pth.tar")
+    run(digits_root, tmp_path / "part", *RANDOM, *device, "-j", workers, "--resume",
+        tmp_path / "part" / "checkpoint.pth.tar")
     a, b = load(tmp_path / "full" / "checkpoint.pth.tar"), load(tmp_path / "part" / "checkpoint.pth.tar")
     assert a["epoch"] == b["epoch"] == 2
     assert max_weight_diff(a["state_dict"], b["state_dict"]) == 0.0
     assert max_weight_diff(a["state_dict_ema"], b["state_dict_ema"]) == 0.0
 
 
-def test_sigterm_saves_mid_epoch_and_resume_is_exact(digits_root, tmp_path, monkeypatch):
-    run(digits_root, tmp_path / "full", *RANDOM, "-j", 2)
+@pytest.mark.parametrize("device", DEVICES)
+def test_sigterm_saves_mid_epoch_and_resume_is_exact(digits_root, tmp_path, monkeypatch, device):
+    run(digits_root, tmp_path / "full", *RANDOM, *device, "-j", 2)
 
     original = LRSchedule.apply
 
@@ -37,14 +47,14 @@ def test_sigterm_saves_mid_epoch_and_resume_is_exact(digits_root, tmp_path, monk
         return original(self, optimizer, step)
 
     monkeypatch.setattr(LRSchedule, "apply", apply_then_signal)
-    summary = run(digits_root, tmp_path / "part", *RANDOM, "-j", 2)
+    summary = run(digits_root, tmp_path / "part", *RANDOM, *device, "-j", 2)
     assert "SIGTERM" in summary["stopped"]
     ckpt = load(tmp_path / "part" / "checkpoint.pth.tar")
     assert (ckpt["epoch"], ckpt["iteration"]) == (1, 3)  # the step in flight was finished, then saved
     assert signal.getsignal(signal.SIGTERM) is not None  # handler restored after the run
     monkeypatch.setattr(LRSchedule, "apply", original)
 
-    run(digits_root, tmp_path / "part", *RANDOM, "-j", 2, "--resume", tmp_path / "part" / "checkpoint.pth.tar")
+    run(digits_root, tmp_path / "part", *RANDOM, *device, "-j", 2, "--resume", tmp_path / "part" / "checkpoint.pth.tar")
     a, b = load(tmp_path / "full" / "checkpoint.pth.tar"), load(tmp_path / "part" / "checkpoint.pth.tar")
     assert max_weight_diff(a["state_dict"], b["state_dict"]) == 0.0
     assert max_weight_diff(a["state_dict_ema"], b["state_dict_ema"]) == 0.0
