@@ -6,8 +6,8 @@ argument parser's defaults, so anything typed on the command line still override
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from common.cli_errors import UserError
 

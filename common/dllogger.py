@@ -11,9 +11,10 @@ import json
 import numbers
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from common.cli_errors import UserError
 

@@ -23,8 +23,8 @@ from __future__ import annotations
 import math
 import os
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 from common.cli_errors import UserError
 

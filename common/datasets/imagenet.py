@@ -24,9 +24,9 @@ import shutil
 import sys
 import tarfile
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable, Iterable
 
 from tqdm import tqdm
 
@@ -409,7 +409,7 @@ def _prepare_train(train_tar: Path, classes: dict[str, tuple[int, int]], output:
 
     completed: dict[str, int] = {}
     todo = []
-    for wnid, (offset, size) in sorted(classes.items()):
+    for wnid, (_offset, size) in sorted(classes.items()):
         marker = done_dir / wnid
         if marker.is_file():
             try:

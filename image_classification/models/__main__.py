@@ -1,5 +1,4 @@
 """`python -m image_classification.models [PATTERN]`: list registered models with their metadata."""
-import argparse
 
 from common.cli_errors import ArgumentParser, run_cli
 
@@ -13,7 +12,8 @@ def main(argv=None):
     for name in list_models(args.pattern):
         info = get_model_info(name)
         aliases = ", ".join(info.aliases)
-        print(f"{name:28s} {info.input_size:4d}px crop_pct={info.crop_pct:.3f} {info.interpolation:8s} aliases: {aliases}")
+        print(f"{name:28s} {info.input_size:4d}px crop_pct={info.crop_pct:.3f} {info.interpolation:8s} "
+              f"aliases: {aliases}")
 
 
 if __name__ == "__main__":

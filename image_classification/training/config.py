@@ -97,16 +97,18 @@ class TrainingConfig:
     topk: int = 5
     gpu_affinity: str = "none"
 
-    def validate(self) -> "TrainingConfig":
+    def validate(self) -> TrainingConfig:
         """Check values no parser can check; one clear line per problem."""
         def need(cond: bool, message: str):
             if not cond:
                 raise UserError(message)
 
-        need(self.optimizer in OPTIMIZERS, f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        need(self.optimizer in OPTIMIZERS,
+             f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         need(self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        need(self.memory_format in ("nchw", "nhwc"), f"--memory-format must be nchw or nhwc, got {self.memory_format!r}")
+        need(self.memory_format in ("nchw", "nhwc"),
+             f"--memory-format must be nchw or nhwc, got {self.memory_format!r}")
         need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
         need(self.epochs >= 1 or self.evaluate, f"--epochs must be at least 1, got {self.epochs}")
         need(self.lr >= 0, f"--lr must not be negative, got {self.lr}")
@@ -119,10 +121,13 @@ class TrainingConfig:
         need(self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix must not be negative")
         need(self.use_ema is None or 0.0 < self.use_ema < 1.0, f"--use-ema takes a decay in (0, 1), got {self.use_ema}")
         need(self.topk >= 1, f"--topk must be at least 1, got {self.topk}")
-        need(self.num_classes is None or self.num_classes >= 1, f"--num_classes must be at least 1, got {self.num_classes}")
-        need(self.gather_checkpoints >= -1, f"--gather-checkpoints takes -1 (keep all), 0 or N, got {self.gather_checkpoints}")
+        need(self.num_classes is None or self.num_classes >= 1,
+             f"--num_classes must be at least 1, got {self.num_classes}")
+        need(self.gather_checkpoints >= -1,
+             f"--gather-checkpoints takes -1 (keep all), 0 or N, got {self.gather_checkpoints}")
         need(self.image_size is None or self.image_size >= 8, f"--image-size must be at least 8, got {self.image_size}")
-        need(not (self.pretrained and self.pretrained_from_file), "--pretrained and --pretrained-from-file exclude each other")
+        need(not (self.pretrained and self.pretrained_from_file),
+             "--pretrained and --pretrained-from-file exclude each other")
         need(not (self.evaluate and self.training_only), "--evaluate and --training-only exclude each other")
         lo, hi = self.crop_scale
         need(0.0 < lo <= hi <= 1.0, f"--crop-scale needs 0 < MIN <= MAX <= 1, got {lo} {hi}")
@@ -136,6 +141,6 @@ class TrainingConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainingConfig":
+    def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})

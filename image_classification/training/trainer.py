@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import signal
@@ -221,7 +220,9 @@ class Trainer:
             try:
                 self.optimizer.load_state_dict(ckpt["optimizer"])
             except (ValueError, KeyError) as exc:
-                raise UserError(f"{path}: optimizer state does not match --optimizer {self.cfg.optimizer} ({exc})")
+                raise UserError(
+                    f"{path}: optimizer state does not match --optimizer {self.cfg.optimizer} ({exc})"
+                ) from None
         if ckpt.get("scaler") and not self.cfg.evaluate:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.start_epoch = int(ckpt["epoch"])

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
 from common import dllogger
 from common.cli_errors import UserError
 from common.dllogger import JSONStreamBackend, Logger, StdOutBackend, Verbosity, read_report
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Recorder(dllogger.Backend):

@@ -56,7 +56,8 @@ def test_decode_roundtrip_of_socket_masks():
 
 @pytest.mark.parametrize(
     "text, expected",
-    [("0,64\n", (0, 64)), ("0-1\n", (0, 1)), ("5\n", (5,)), ("0-3\n", (0, 1, 2, 3)), ("8,0", (0, 8)), ("0-1,4", (0, 1, 4))],
+    [("0,64\n", (0, 64)), ("0-1\n", (0, 1)), ("5\n", (5,)), ("0-3\n", (0, 1, 2, 3)), ("8,0", (0, 8)),
+     ("0-1,4", (0, 1, 4))],
 )
 def test_parse_cpu_list(text, expected):
     assert parse_cpu_list(text) == expected

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-
 from common.cli_errors import UserError
 from common.dllogger import JSONStreamBackend, Verbosity
 from common.plot_reports import epoch_metrics, plot_reports
 from common.training_log import ACC_METER, LOSS_METER, TrainingLogger
+
+REPO = Path(__file__).resolve().parents[2]
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

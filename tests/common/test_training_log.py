@@ -1,11 +1,8 @@
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-REPO = Path(__file__).resolve().parents[2]
 
 from common import dllogger
 from common.dllogger import JSONStreamBackend, Verbosity, read_report
@@ -17,6 +14,8 @@ from common.training_log import (
     QuantileMeter,
     TrainingLogger,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 class Recorder(dllogger.Backend):

@@ -9,7 +9,8 @@ FAST = ("--image-size 32 -b 16 --prof 4 --lr 0.05 --lr-schedule cosine --warmup 
 
 
 def config(data, workspace, *extra):
-    return config_from_args(build_parser().parse_args([str(data), "--workspace", str(workspace), *FAST, *map(str, extra)]))
+    argv = [str(data), "--workspace", str(workspace), *FAST, *map(str, extra)]
+    return config_from_args(build_parser().parse_args(argv))
 
 
 def run(data, workspace, *extra) -> dict:

@@ -17,8 +17,8 @@ def _worker(rank, world, port, data, workspace, out):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world))
     torch.set_num_threads(1)
-    from tests.image_classification.training.helpers import config
     from image_classification.training.trainer import Trainer
+    from tests.image_classification.training.helpers import config
 
     trainer = Trainer(config(data, workspace, "--epochs", 1, "-j", 0, "--use-ema", 0.9, "--cpu"))
     try:

@@ -1,5 +1,6 @@
 """What a user relies on from a training run: files, report, summary, accumulation, early stopping, evaluation."""
 import json
+import os
 import stat
 
 import pytest
@@ -17,8 +18,10 @@ def test_gather_checkpoints_keeps_what_its_help_says(digits_root, tmp_path, keep
     assert numbered == expected
     assert (tmp_path / "checkpoint.pth.tar").is_file()
     assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temporaries
+    umask = os.umask(0)
+    os.umask(umask)
     mode = stat.S_IMODE((tmp_path / "checkpoint.pth.tar").stat().st_mode)
-    assert mode & stat.S_IRGRP or mode == 0o600 and False  # readable like any file the user writes
+    assert mode == 0o666 & ~umask  # the permissions of any file the user writes, not mkstemp's 0600
 
 
 def test_checkpoint_holds_everything_needed_to_resume_and_to_serve(digits_root, tmp_path):
