@@ -4,10 +4,9 @@
 """
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
+from common.atomic_files import atomic_write
 from common.cli_errors import ArgumentParser, UserError, run_cli
 from common.dllogger import read_report
 
@@ -97,14 +96,8 @@ def plot_reports(paths, out, labels: list[str] | None = None, metrics: list[str]
 
     out.parent.mkdir(parents=True, exist_ok=True)
     # Written beside the target and renamed, so a reader never sees a half-written PNG.
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png", dpi=100)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(out) as f:
+        fig.savefig(f, format="png", dpi=100)
     return out
 
 

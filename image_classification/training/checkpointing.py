@@ -10,50 +10,27 @@ import os
 import random
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from common.atomic_files import atomic_write
+
 FORMAT = "image_classification.checkpoint/1"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
-# mkstemp creates 0600 files; give finished files the permissions a plain open() would have.
-FILE_MODE = 0o666 & ~_UMASK
 EPOCH_FILE = re.compile(r"checkpoint_(\d{4,})\.pth\.tar$")
 
 
 def atomic_save(obj, path: str | os.PathLike) -> Path:
-    """torch.save to a temporary file in the same folder, then rename: a crash never leaves a truncated file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    """torch.save that never leaves a truncated file behind, even if the run is killed mid-write."""
+    with atomic_write(path, durable=True) as f:
+        torch.save(obj, f)
+    return Path(path)
 
 
 def atomic_copy(src: Path, dst: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_write(dst, durable=True) as f, open(src, "rb") as source:
+        shutil.copyfileobj(source, f, length=16 << 20)
     return dst
 
 

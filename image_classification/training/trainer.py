@@ -1,12 +1,12 @@
 """The one training loop every model package uses. Read it top to bottom: setup, resume, epochs, checkpoints."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
 import signal
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from common.atomic_files import atomic_write
 from common.cli_errors import UserError
 from common.dllogger import JSONStreamBackend, StdOutBackend, TensorBoardBackend, Verbosity
 from common.training_log import (
@@ -29,7 +30,7 @@ from image_classification.models import create_model, get_model_info
 from image_classification.models.checkpoint import load_state_dict_checked, read_checkpoint, strip_prefixes
 
 from . import distributed as D
-from .checkpointing import FILE_MODE, rng_state, save_training_checkpoint, set_rng_state
+from .checkpointing import rng_state, save_training_checkpoint, set_rng_state
 from .config import TrainingConfig
 from .ema import ModelEma
 from .losses import build_mixup, build_train_loss
@@ -86,11 +87,8 @@ def _seed(seed: int) -> None:
 
 
 def _write_json_atomic(data: dict, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
+    with atomic_write(path, "w") as f:
         json.dump(data, f, indent=2, default=str)
-    os.chmod(tmp, FILE_MODE)
-    os.replace(tmp, path)
 
 
 class Trainer:
@@ -308,7 +306,8 @@ class Trainer:
             if self.mixup is not None:
                 images, targets = self.mixup(images, targets)
             last_micro = (i + 1) % self.accum == 0 or i + 1 == self.iters_per_epoch
-            sync = self.executor.no_sync() if self.dist.distributed and not last_micro else _null()
+            # Gradients are all-reduced only on the micro-step that ends an accumulation.
+            sync = self.executor.no_sync() if self.dist.distributed and not last_micro else contextlib.nullcontext()
             with sync:
                 with autocast_context(device, cfg.precision):
                     loss = self.train_loss(self.executor(images), targets)
@@ -468,14 +467,6 @@ class Trainer:
         acc = f" val top1 {val['top1']:.2f} top{self.cfg.topk} {val[f'top{self.cfg.topk}']:.2f}" if val else ""
         print(f"epoch {epoch + 1}/{self.cfg.epochs} done in {seconds:.1f}s:{acc} "
               f"(best {self.best_top1:.2f}), eta {time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def train(cfg: TrainingConfig) -> dict:
