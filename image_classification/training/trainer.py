@@ -97,8 +97,6 @@ class Trainer:
         self.dist = D.init_distributed(cfg.device)
         self.device = self.dist.device
         self.workspace = Path(cfg.workspace)
-        if self.dist.is_main:
-            self.workspace.mkdir(parents=True, exist_ok=True)
         _set_numerics(cfg, self.device)
         if cfg.precision == "fp16" and self.device.type == "cpu":
             raise UserError("fp16 AMP needs a GPU; on the CPU use bf16 (--amp-dtype bf16) or FP32")
@@ -167,6 +165,8 @@ class Trainer:
     def _make_logger(self) -> TrainingLogger:
         backends = []
         if self.dist.is_main:
+            # Created only now that data and model are known to be good: a failed start leaves nothing behind.
+            self.workspace.mkdir(parents=True, exist_ok=True)
             backends.append(JSONStreamBackend(Verbosity.VERBOSE, str(self.workspace / self.cfg.raport_file)))
             backends.append(StdOutBackend(Verbosity.DEFAULT))
             if self.cfg.tensorboard:

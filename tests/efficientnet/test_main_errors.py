@@ -1,0 +1,29 @@
+"""main.py's bad-input contract: one `error:` line, exit 2, and nothing written."""
+from tests.conftest import assert_one_line_error, run_script
+
+
+def test_missing_data_folder_writes_nothing(tmp_path):
+    proc = run_script("efficientnet/main.py", tmp_path / "missing", "--workspace", tmp_path / "ws")
+    assert_one_line_error(proc, "does not exist")
+    assert not (tmp_path / "ws").exists()
+
+
+def test_unknown_arch_suggests_names(tmp_path):
+    proc = run_script("efficientnet/main.py", tmp_path, "--arch", "efficientnet-b9")
+    assert_one_line_error(proc, "unknown model 'efficientnet-b9'", "efficientnet-b7")
+
+
+def test_affinity_without_nvml_is_explained(digits_root, tmp_path):
+    proc = run_script("efficientnet/main.py", digits_root, "--workspace", tmp_path, "--gpu-affinity", "socket")
+    assert_one_line_error(proc, "NVML")
+
+
+def test_corrupt_image_stops_training_with_one_line(digits_root, tmp_path):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(digits_root, data)
+    (data / "train" / "4" / "broken.jpg").write_bytes(b"\xff\xd8 not really")
+    proc = run_script("efficientnet/main.py", data, "--workspace", tmp_path / "ws", "--image-size", 32, "-b", 64,
+                      "-j", 0, "--epochs", 1, "--no-progress", "--cpu")
+    assert_one_line_error(proc, "1 of 1439 images", "broken.jpg", "--skip-bad-images")
