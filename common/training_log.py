@@ -221,6 +221,11 @@ class TrainingLogger:
         self._log_level((), {n: m.run for n, (m, _) in self.metrics.items()})
         self.logger.flush()
 
+    def log_record(self, step, data: dict, verbosity: int = Verbosity.DEFAULT):
+        """A one-off record outside the iteration/epoch bookkeeping (e.g. a teacher's accuracy before training)."""
+        self.logger.log(step=step, data=data, verbosity=verbosity)
+        self.logger.flush()
+
     def summary(self) -> dict:
         return _values({n: m.run for n, (m, _) in self.metrics.items()})
 

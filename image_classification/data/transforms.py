@@ -72,8 +72,16 @@ def train_transform(
         raise UserError(f"--hflip is a probability in [0, 1], got {hflip}")
     if not 0.0 < crop_ratio[0] <= crop_ratio[1]:
         raise UserError(f"crop aspect ratio range must be positive and ordered, got {crop_ratio}")
-    mode = interpolation_mode(interpolation)
-    steps = [T.RandomResizedCrop(image_size, scale=(lo, hi), ratio=crop_ratio, interpolation=mode, antialias=True)]
+    if interpolation == "random":
+        # timm's habit (train-interpolation random): each crop picks bilinear or bicubic.
+        from timm.data.transforms import RandomResizedCropAndInterpolation
+
+        mode = InterpolationMode.BICUBIC
+        steps = [RandomResizedCropAndInterpolation(image_size, scale=(lo, hi), ratio=crop_ratio, interpolation="random")]
+    else:
+        mode = interpolation_mode(interpolation)
+        steps = [T.RandomResizedCrop(image_size, scale=(lo, hi), ratio=crop_ratio, interpolation=mode,
+                                     antialias=True)]
     if hflip > 0:
         steps.append(T.RandomHorizontalFlip(hflip))
     if color_jitter > 0:

@@ -70,6 +70,13 @@ class TrainingConfig:
     mixup: float = 0.0
     cutmix: float = 0.0
     use_ema: float | None = None
+    # knowledge distillation
+    teacher: str | None = None
+    teacher_checkpoint: str | None = None
+    teacher_img_size: int | None = None  # None: the teacher's native resolution
+    kd_temperature: float = 1.0
+    kd_weight: float = 1.0
+    test_teacher: bool = False
     early_stopping_patience: int = -1
 
     # numerics and speed
@@ -129,6 +136,11 @@ class TrainingConfig:
         need(not (self.pretrained and self.pretrained_from_file),
              "--pretrained and --pretrained-from-file exclude each other")
         need(not (self.evaluate and self.training_only), "--evaluate and --training-only exclude each other")
+        need(self.kd_temperature > 0, f"--kd-temperature must be positive, got {self.kd_temperature}")
+        need(self.kd_weight >= 0, f"--kd-weight must not be negative, got {self.kd_weight}")
+        need(0.0 <= self.random_erasing <= 1.0, f"--reprob is a probability in [0, 1], got {self.random_erasing}")
+        need(self.random_erasing_mode in ("const", "rand", "pixel"),
+             f"--remode must be const, rand or pixel, got {self.random_erasing_mode!r}")
         lo, hi = self.crop_scale
         need(0.0 < lo <= hi <= 1.0, f"--crop-scale needs 0 < MIN <= MAX <= 1, got {lo} {hi}")
         need(0.0 <= self.hflip <= 1.0, f"--hflip is a probability in [0, 1], got {self.hflip}")

@@ -32,6 +32,7 @@ from image_classification.models.checkpoint import load_state_dict_checked, read
 from . import distributed as D
 from .checkpointing import rng_state, save_training_checkpoint, set_rng_state
 from .config import TrainingConfig
+from .distill import Resized, build_teacher, kd_loss, resize_batch
 from .ema import ModelEma
 from .losses import build_mixup, build_train_loss
 from .optim import build_optimizer
@@ -107,8 +108,12 @@ class Trainer:
         self.image_size = cfg.image_size or self.info.input_size
         self.val_image_size = cfg.val_image_size or self.image_size
         self.crop_pct = cfg.crop_pct or self.info.crop_pct
+        distilling = bool(cfg.teacher) and not cfg.evaluate
+        self.teacher_size = (cfg.teacher_img_size or self.image_size) if distilling else self.image_size
+        # One loader at the larger of the two resolutions; each network gets the batch resized on the device.
+        self.loader_size = max(self.image_size, self.teacher_size)
         self.data = build_data(
-            cfg, image_size=self.image_size, val_image_size=self.val_image_size, crop_pct=self.crop_pct,
+            cfg, image_size=self.loader_size, val_image_size=self.val_image_size, crop_pct=self.crop_pct,
             mean=self.info.mean, std=self.info.std, device=self.device, rank=self.dist.rank,
             world_size=self.dist.world_size, need_train=not cfg.evaluate, need_val=not cfg.training_only,
         )
@@ -142,6 +147,17 @@ class Trainer:
                 self.model, device_ids=[self.device] if self.device.type == "cuda" else None
             )
         self.ema = ModelEma(self.model, cfg.use_ema) if cfg.use_ema else None
+        self.teacher = None
+        if distilling:
+            # Never wrapped in DDP: it is not trained, so there is nothing to synchronise.
+            self.teacher = build_teacher(cfg.teacher, cfg.teacher_checkpoint, self.num_classes).to(
+                self.device, memory_format=_memory_format(cfg))
+        self.random_erasing = None
+        if cfg.random_erasing > 0 and not cfg.evaluate:
+            from timm.data.random_erasing import RandomErasing
+
+            self.random_erasing = RandomErasing(cfg.random_erasing, mode=cfg.random_erasing_mode,
+                                                max_count=cfg.random_erasing_count, device=str(self.device))
 
         self.start_epoch, self.start_iter, self.global_step, self.optimizer_steps = 0, 0, 0, 0
         self.best_top1, self.best_epoch, self.epochs_since_best = 0.0, -1, 0
@@ -190,6 +206,9 @@ class Trainer:
             ("train.grad_scale", PERF_METER, V_, {"format": ":.1f"}),
         ]:
             logger.register_metric(name, meter, verbosity, meta)
+        if self.teacher is not None:
+            logger.register_metric("train.kd_loss", LOSS_METER, D_, loss)
+            logger.register_metric("train.base_loss", LOSS_METER, D_, loss)
         k = self.cfg.topk
         for prefix in ["val"] + (["val_ema"] if self.ema else []):
             logger.register_metric(f"{prefix}.top1", ACC_METER, D_, acc)
@@ -293,6 +312,8 @@ class Trainer:
         if loader.sampler is not None:
             loader.sampler.set_epoch(epoch, start=start_iter * cfg.batch_size)
         window_loss = torch.zeros((), device=device)
+        window_kd = torch.zeros((), device=device)
+        window_base = torch.zeros((), device=device)
         window_n, window_images, window_data = 0, 0, 0.0
         window_start = data_start = time.perf_counter()
         i = start_iter
@@ -303,6 +324,8 @@ class Trainer:
             data_time = time.perf_counter() - data_start
             self.logger.start_iteration()
             lr = self.schedule.apply(self.optimizer, self.global_step)
+            if self.random_erasing is not None:
+                images = self.random_erasing(images)
             if self.mixup is not None:
                 images, targets = self.mixup(images, targets)
             last_micro = (i + 1) % self.accum == 0 or i + 1 == self.iters_per_epoch
@@ -310,7 +333,15 @@ class Trainer:
             sync = self.executor.no_sync() if self.dist.distributed and not last_micro else contextlib.nullcontext()
             with sync:
                 with autocast_context(device, cfg.precision):
-                    loss = self.train_loss(self.executor(images), targets)
+                    logits = self.executor(resize_batch(images, self.image_size))
+                    loss = base_loss = self.train_loss(logits, targets)
+                    if self.teacher is not None:
+                        with torch.no_grad():
+                            teacher_logits = self.teacher(resize_batch(images, self.teacher_size))
+                        distill = kd_loss(logits, teacher_logits, cfg.kd_temperature)
+                        loss = base_loss + cfg.kd_weight * distill
+                        window_kd += distill.detach()
+                        window_base += base_loss.detach()
                 self.scaler.scale(loss / self.accum).backward()
             if last_micro:
                 if cfg.clip_grad:
@@ -333,6 +364,12 @@ class Trainer:
                 elapsed = time.perf_counter() - window_start
                 world_images = window_images * self.dist.world_size
                 self.logger.log_metric("train.loss", mean_loss, window_n)
+                if self.teacher is not None:
+                    for name, value in (("train.kd_loss", window_kd), ("train.base_loss", window_base)):
+                        mean = D.all_reduce_sum(value / window_n).item() / self.dist.world_size
+                        self.logger.log_metric(name, mean, window_n)
+                    window_kd.zero_()
+                    window_base.zero_()
                 self.logger.log_metric("train.total_ips", world_images / elapsed, window_n)
                 self.logger.log_metric("train.compute_ips", world_images / max(elapsed - window_data, 1e-9), window_n)
                 self.logger.log_metric("train.data_time", window_data / window_n, window_n)
@@ -370,6 +407,18 @@ class Trainer:
             self.logger.log_metric(f"{prefix}.loss", result["loss"], result["images"])
         return result
 
+    def _test_teacher(self) -> dict:
+        """Validate the teacher before training (a teacher that does not know the data teaches nothing)."""
+        result = evaluate(Resized(self.teacher, self.teacher_size), self.data.val, device=self.device,
+                          precision=self.cfg.precision, topk=self.cfg.topk, prof=self.cfg.prof)
+        k = self.cfg.topk
+        self.logger.log_record("TEACHER", {"teacher.top1": result["top1"], f"teacher.top{k}": result[f"top{k}"],
+                                           "teacher.loss": result["loss"]})
+        if self.dist.is_main:
+            print(f"=> teacher {self.cfg.teacher}: val top1 {result['top1']:.2f}, top{k} {result[f'top{k}']:.2f}",
+                  flush=True)
+        return result
+
     def _progress(self, total: int, desc: str):
         if not (self.cfg.progress and self.dist.is_main and sys.stderr.isatty()):
             return None
@@ -393,6 +442,8 @@ class Trainer:
                     summary["val_ema"] = self.validate(self.ema.module, "val_ema")
                 self.logger.end_epoch()
             else:
+                if self.teacher is not None and cfg.test_teacher:
+                    summary["teacher"] = self._test_teacher()
                 last_val = self._train_loop(summary)
         finally:
             self.logger.end()

@@ -108,7 +108,7 @@ def test_fine_tuning_starts_from_the_given_weights(digits_root, tmp_path):
 
 
 @pytest.mark.slow
-def test_efficientnet_b0_learns_the_digits(digits_root, tmp_path):
-    summary = run(digits_root, tmp_path, "--epochs", 4, "-j", 2, "--prof", -1, "-b", 32, "--label-smoothing", 0.1,
-                  "--crop-scale", 0.6, 1, "--hflip", 0, "--warmup", 1, "--weight-decay", 5e-5, "--print-freq", 50)
+def test_efficientnet_b0_learns_the_digits(trained_digits):
+    summary, workspace = trained_digits
     assert summary["best_top1"] >= 85.0, summary["best_top1"]
+    assert (workspace / "model_best.pth.tar").is_file()
