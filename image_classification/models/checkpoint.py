@@ -156,12 +156,13 @@ def cached_published_weights(info) -> Path:
     """The published (NGC) weights file if it is already in the torch hub cache; we never download at run time."""
     if not info.weights_url:
         raise UserError(f"{info.name} has no published weights; pass a checkpoint file instead")
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / info.weights_url.rsplit("/", 1)[-1]
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / (info.weights_file or info.weights_url.rsplit("/", 1)[-1])
     if cache.is_file():
         return cache
+    unpack = f" (unzip it and take {cache.name})" if info.weights_file else ""
     raise UserError(
         f"published weights for {info.name} are not cached and nothing is downloaded at run time: "
-        f"fetch {info.weights_url} and pass it with --pretrained-from-file (or save it as {cache})"
+        f"fetch {info.weights_url}{unpack} and pass it with --pretrained-from-file (or save it as {cache})"
     )
 
 

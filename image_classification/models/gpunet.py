@@ -506,8 +506,11 @@ def _register(arch: GPUNetArch) -> None:
         """`model_config` (an upstream JSON path or list) replaces the built-in architecture; `num_classes` wins over
         the JSON's tail num_classes. drop_path_rate None is upstream's default (0.2 plain, 0 distill)."""
         spec = _registered_spec(arch.name) if model_config is None else load_upstream_config(model_config)
-        return GPUNet(spec, num_classes=num_classes, dropout=dropout,
-                      drop_path_rate=_drop_path_from(drop_path_rate, survival_prob))
+        model = GPUNet(spec, num_classes=num_classes, dropout=dropout,
+                       drop_path_rate=_drop_path_from(drop_path_rate, survival_prob))
+        if model_config is not None:
+            model.metadata_overrides = {"input_size": (3, spec.resolution, spec.resolution)}
+        return model
 
     build.__name__ = arch.name.replace("-", "_")
     register_model(
@@ -520,6 +523,8 @@ def _register(arch: GPUNetArch) -> None:
             interpolation="bicubic",
             aliases=(arch.name.replace("-", "_"), arch.latency_key, arch.marketing_name),
             weights_url=NGC_URL.format(arch.ngc_id),
+            # Upstream's zip unpacks to <latency key>.pth.tar.
+            weights_file=f"{arch.latency_key}.pth.tar",
         )
     )
 

@@ -28,6 +28,8 @@ class ModelInfo:
     aliases: tuple[str, ...] = ()
     # Upstream's published weights; we never download at run time, but we name the file so a user can fetch it.
     weights_url: str | None = None
+    # The checkpoint's file name in the torch hub cache, when it is not the URL's last part (GPUNet ships zips).
+    weights_file: str | None = None
 
     def metadata(self) -> dict:
         return {
@@ -93,7 +95,8 @@ def create_model(
     if num_classes < 1:
         raise UserError(f"num_classes must be at least 1, got {num_classes}")
     model = info.builder(num_classes=num_classes, **model_kwargs)
-    model.pretrained_cfg = info.metadata() | {"num_classes": num_classes}
+    # A model built from a user's architecture file knows its own resolution better than the registry entry.
+    model.pretrained_cfg = info.metadata() | {"num_classes": num_classes} | getattr(model, "metadata_overrides", {})
     if pretrained is True:
         pretrained = cached_published_weights(info)
     if pretrained:

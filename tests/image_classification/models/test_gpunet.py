@@ -325,3 +325,26 @@ def test_forward_at_other_resolution_and_every_parameter_gets_a_gradient(name, s
     missing = [n for n, p in model.named_parameters() if p.grad is None or not torch.isfinite(p.grad).all()]
     assert not missing, missing[:5]
     assert all(p.grad.abs().sum() > 0 for n, p in model.named_parameters() if n.startswith("stem."))
+
+
+def test_model_config_metadata_follows_the_users_file(tmp_path):
+    from image_classification.models.gpunet_archs import ARCHS as archs
+
+    config = archs["gpunet-0"].to_upstream()
+    config[0]["img_resolution"] = 256
+    path = tmp_path / "custom.json"
+    path.write_text(json.dumps(config))
+    model = create_model("gpunet-0", num_classes=10, model_config=str(path))
+    assert model.pretrained_cfg["input_size"] == (3, 256, 256)
+    assert create_model("gpunet-0", num_classes=10).pretrained_cfg["input_size"] == (3, 320, 320)
+
+
+def test_published_weights_name_the_unzipped_file(tmp_path, monkeypatch):
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(UserError, match=r"unzip it and take 0\.65ms\.pth\.tar") as exc:
+        create_model("gpunet-0", pretrained=True)
+    assert "gpunet_0_pyt_ckpt" in str(exc.value)
+    (tmp_path / "checkpoints").mkdir()
+    torch.save({"state_dict_ema": to_upstream_state_dict(create_model("gpunet-0"))},
+               tmp_path / "checkpoints" / "0.65ms.pth.tar")
+    create_model("gpunet-0", pretrained=True)
