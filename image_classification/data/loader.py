@@ -28,6 +28,8 @@ class DataBundle:
 
 def _folder(root: Path, split: str) -> Path:
     path = root / split
+    if not path.is_dir() and split == "validation" and (root / "val").is_dir():
+        path = root / "val"  # timm's default split name, on the usual folder layout
     if not path.is_dir():
         raise UserError(f"{path} not found: the data folder must hold train/ and val/ ImageFolders "
                         f"(python -m common.datasets.digits writes one)")
@@ -68,10 +70,13 @@ def build_data(cfg, *, image_size: int, val_image_size: int, crop_pct: float, me
     train = val = None
     classes = None
     if need_train:
-        tf = train_transform(image_size, interpolation=cfg.interpolation, crop_scale=tuple(cfg.crop_scale),
-                             crop_ratio=tuple(cfg.crop_ratio), hflip=cfg.hflip, augmentation=cfg.augmentation,
-                             color_jitter=cfg.color_jitter, mean=mean)
-        ds = ImageFolderDataset(_folder(root, "train"), tf, seed=cfg.seed)
+        if cfg.no_aug:
+            tf = val_transform(image_size, crop_pct=crop_pct, interpolation=cfg.val_interpolation or "bilinear")
+        else:
+            tf = train_transform(image_size, interpolation=cfg.interpolation, crop_scale=tuple(cfg.crop_scale),
+                                 crop_ratio=tuple(cfg.crop_ratio), hflip=cfg.hflip, vflip=cfg.vflip,
+                                 augmentation=cfg.augmentation, color_jitter=cfg.color_jitter, mean=mean)
+        ds = ImageFolderDataset(_folder(root, cfg.train_split), tf, seed=cfg.seed)
         per_rank = -(-len(ds) // world_size)
         if per_rank < cfg.batch_size:
             raise UserError(f"{ds.root} has {len(ds)} images: fewer than one batch of {cfg.batch_size} per process; "
@@ -82,14 +87,14 @@ def build_data(cfg, *, image_size: int, val_image_size: int, crop_pct: float, me
                              dataset=ds, scan_workers=max(cfg.workers, 1))
     if need_val:
         tf = val_transform(val_image_size, crop_pct=crop_pct, interpolation=cfg.val_interpolation or cfg.interpolation)
-        ds = ImageFolderDataset(_folder(root, "val"), tf, seed=None)
+        ds = ImageFolderDataset(_folder(root, cfg.val_split), tf, seed=None)
         if classes is not None and ds.classes != classes:
             only_train = sorted(set(classes) - set(ds.classes))
             only_val = sorted(set(ds.classes) - set(classes))
             raise UserError(f"train/ and val/ class folders differ (only in train: {only_train[:5]}, "
                             f"only in val: {only_val[:5]})")
         classes = classes or ds.classes
-        loader = _loader(ds, batch_size=cfg.batch_size, shuffle=False, drop_last=False, **common)
+        loader = _loader(ds, batch_size=cfg.val_batch_size or cfg.batch_size, shuffle=False, drop_last=False, **common)
         val = DeviceLoader(loader, device, mean, std, memory_format=memory_format, skip_bad=cfg.skip_bad_images,
                            dataset=ds, scan_workers=max(cfg.workers, 1))
     if cfg.num_classes is not None and cfg.num_classes != len(classes):

@@ -61,6 +61,7 @@ def train_transform(
     crop_scale: tuple[float, float] = (0.08, 1.0),
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3),
     hflip: float = 0.5,
+    vflip: float = 0.0,
     augmentation: str | None = None,
     color_jitter: float = 0.0,
     mean=(0.485, 0.456, 0.406),
@@ -84,7 +85,10 @@ def train_transform(
                                      antialias=True)]
     if hflip > 0:
         steps.append(T.RandomHorizontalFlip(hflip))
-    if color_jitter > 0:
+    if vflip > 0:
+        steps.append(T.RandomVerticalFlip(vflip))
+    # As timm: colour jitter only when no augmentation policy is chosen (the policies alter colour themselves).
+    if color_jitter > 0 and augmentation in (None, "", "none", "None"):
         steps.append(T.ColorJitter(color_jitter, color_jitter, color_jitter))
     steps += _augmentation(augmentation, image_size, mode, mean)
     steps.append(T.PILToTensor())

@@ -79,3 +79,48 @@ def save_training_checkpoint(state: dict, workspace: Path, *, filename: str, epo
         for _, old in numbered[:-keep]:
             old.unlink(missing_ok=True)
     return last
+
+
+def save_timm_style_checkpoint(state: dict, workspace: Path, *, epoch: int, metric: float | None, is_best: bool,
+                               hist: int) -> Path:
+    """timm's CheckpointSaver layout: last.pth.tar, model_best.pth.tar, and checkpoint-<epoch>.pth.tar for the
+    `hist` best epochs by metric (ranked through a small index file, so a resumed run keeps the ranking)."""
+    import json
+
+    workspace.mkdir(parents=True, exist_ok=True)
+    state = {"format": FORMAT, "version": 2, "metric": metric, **state}
+    last = atomic_save(state, workspace / "last.pth.tar")
+    if is_best:
+        atomic_copy(last, workspace / "model_best.pth.tar")
+    if hist > 0 and metric is not None:
+        index_path = workspace / "checkpoint-index.json"
+        index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+        index[f"checkpoint-{epoch}.pth.tar"] = metric
+        ranked = sorted(index.items(), key=lambda kv: kv[1], reverse=True)
+        keep, drop = dict(ranked[:hist]), [name for name, _ in ranked[hist:]]
+        if f"checkpoint-{epoch}.pth.tar" in keep:
+            atomic_copy(last, workspace / f"checkpoint-{epoch}.pth.tar")
+        for name in drop:
+            (workspace / name).unlink(missing_ok=True)
+        with atomic_write(index_path, "w") as f:
+            json.dump(keep, f, indent=1)
+    return last
+
+
+def append_summary_csv(path: Path, row: dict) -> None:
+    """timm's summary.csv: one row per epoch, header from the first row; rewritten whole so it is never torn."""
+    import csv
+    import io
+
+    rows = []
+    if path.is_file():
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    rows.append({k: row[k] for k in row})
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    with atomic_write(path, "w") as f:
+        f.write(buffer.getvalue())

@@ -35,6 +35,13 @@ class TrainingConfig:
     crop_scale: tuple[float, float] = (0.08, 1.0)
     crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
     hflip: float = 0.5
+    vflip: float = 0.0
+    no_aug: bool = False  # train with the val transform (timm's --no-aug)
+    train_split: str = "train"
+    val_split: str = "val"
+    mean: tuple[float, float, float] | None = None  # None: the model's
+    std: tuple[float, float, float] | None = None
+    val_batch_size: int | None = None
     color_jitter: float = 0.0
     random_erasing: float = 0.0
     random_erasing_mode: str = "const"
@@ -69,6 +76,14 @@ class TrainingConfig:
     label_smoothing: float = 0.0
     mixup: float = 0.0
     cutmix: float = 0.0
+    cutmix_minmax: tuple[float, float] | None = None
+    mixup_prob: float = 1.0
+    mixup_switch_prob: float = 0.5
+    mixup_mode: str = "batch"
+    mixup_off_epoch: int = 0  # from this epoch on, no mixing (0: never off)
+    lr_schedule_epochs: float | None = None  # length of the decay (None: --epochs); later epochs stay at the end
+    resume_optimizer: bool = True
+    sync_bn: bool = False
     use_ema: float | None = None
     # knowledge distillation
     teacher: str | None = None
@@ -103,6 +118,13 @@ class TrainingConfig:
     progress: bool = True
     topk: int = 5
     gpu_affinity: str = "none"
+    # "convnets": checkpoint_XXXX/checkpoint.pth.tar/model_best.pth.tar as upstream ConvNets writes them;
+    # "timm": last.pth.tar, model_best.pth.tar, checkpoint-<epoch>.pth.tar (best --checkpoint-hist by metric),
+    # summary.csv and args.yaml, as GPUNet's timm-based train.py writes them.
+    output_style: str = "convnets"
+    checkpoint_hist: int = 10
+    best_from_ema: bool = False  # timm's habit: with EMA on, EMA accuracy picks the best checkpoint
+    cli_args: dict[str, Any] | None = None  # the command line as parsed, written to args.yaml (timm style)
 
     def validate(self) -> TrainingConfig:
         """Check values no parser can check; one clear line per problem."""
@@ -136,11 +158,18 @@ class TrainingConfig:
         need(not (self.pretrained and self.pretrained_from_file),
              "--pretrained and --pretrained-from-file exclude each other")
         need(not (self.evaluate and self.training_only), "--evaluate and --training-only exclude each other")
+        need(self.mixup_mode in ("batch", "pair", "elem"),
+             f"--mixup-mode must be batch, pair or elem, got {self.mixup_mode!r}")
+        need(0.0 <= self.vflip <= 1.0, f"--vflip is a probability in [0, 1], got {self.vflip}")
+        need(self.val_batch_size is None or self.val_batch_size >= 1, "validation batch size must be at least 1")
         need(self.kd_temperature > 0, f"--kd-temperature must be positive, got {self.kd_temperature}")
         need(self.kd_weight >= 0, f"--kd-weight must not be negative, got {self.kd_weight}")
         need(0.0 <= self.random_erasing <= 1.0, f"--reprob is a probability in [0, 1], got {self.random_erasing}")
         need(self.random_erasing_mode in ("const", "rand", "pixel"),
              f"--remode must be const, rand or pixel, got {self.random_erasing_mode!r}")
+        need(self.output_style in ("convnets", "timm"),
+             f"output style must be convnets or timm, got {self.output_style!r}")
+        need(self.checkpoint_hist >= 0, f"--checkpoint-hist must not be negative, got {self.checkpoint_hist}")
         lo, hi = self.crop_scale
         need(0.0 < lo <= hi <= 1.0, f"--crop-scale needs 0 < MIN <= MAX <= 1, got {lo} {hi}")
         need(0.0 <= self.hflip <= 1.0, f"--hflip is a probability in [0, 1], got {self.hflip}")

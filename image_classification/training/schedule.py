@@ -14,7 +14,8 @@ class LRSchedule:
         self.steps = tuple(cfg.lr_steps)
         self.decay_rate = cfg.lr_decay_rate
         self.decay_epochs = cfg.lr_decay_epochs
-        self.epochs = cfg.epochs
+        # timm trains --cooldown-epochs past the schedule's end at its final rate.
+        self.epochs = cfg.lr_schedule_epochs or cfg.epochs
         self.iters = max(1, iters_per_epoch)
         self.warmup_iters = int(round(cfg.warmup * self.iters))
 

@@ -30,7 +30,13 @@ from image_classification.models import create_model, get_model_info
 from image_classification.models.checkpoint import load_state_dict_checked, read_checkpoint, strip_prefixes
 
 from . import distributed as D
-from .checkpointing import rng_state, save_training_checkpoint, set_rng_state
+from .checkpointing import (
+    append_summary_csv,
+    rng_state,
+    save_timm_style_checkpoint,
+    save_training_checkpoint,
+    set_rng_state,
+)
 from .config import TrainingConfig
 from .distill import Resized, build_teacher, kd_loss, resize_batch
 from .ema import ModelEma
@@ -108,13 +114,15 @@ class Trainer:
         self.image_size = cfg.image_size or self.info.input_size
         self.val_image_size = cfg.val_image_size or self.image_size
         self.crop_pct = cfg.crop_pct or self.info.crop_pct
+        self.mean = tuple(cfg.mean or self.info.mean)
+        self.std = tuple(cfg.std or self.info.std)
         distilling = bool(cfg.teacher) and not cfg.evaluate
         self.teacher_size = (cfg.teacher_img_size or self.image_size) if distilling else self.image_size
         # One loader at the larger of the two resolutions; each network gets the batch resized on the device.
         self.loader_size = max(self.image_size, self.teacher_size)
         self.data = build_data(
             cfg, image_size=self.loader_size, val_image_size=self.val_image_size, crop_pct=self.crop_pct,
-            mean=self.info.mean, std=self.info.std, device=self.device, rank=self.dist.rank,
+            mean=self.mean, std=self.std, device=self.device, rank=self.dist.rank,
             world_size=self.dist.world_size, need_train=not cfg.evaluate, need_val=not cfg.training_only,
         )
         self.num_classes = self.data.num_classes
@@ -141,6 +149,9 @@ class Trainer:
             self.mixup = build_mixup(cfg, self.num_classes)
             self.train_loss = build_train_loss(cfg, self.mixup)
         self.executor: nn.Module = self.model
+        if self.dist.distributed and cfg.sync_bn:
+            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
+            self.executor = self.model
         if self.dist.distributed:
             # Wrapping broadcasts rank 0's weights; everything that copies the weights (EMA) comes after.
             self.executor = nn.parallel.DistributedDataParallel(
@@ -161,6 +172,7 @@ class Trainer:
 
         self.start_epoch, self.start_iter, self.global_step, self.optimizer_steps = 0, 0, 0, 0
         self.best_top1, self.best_epoch, self.epochs_since_best = 0.0, -1, 0
+        self._last_metric: float | None = None
         if cfg.resume:
             self._resume(cfg.resume)
         self.logger = self._make_logger()
@@ -187,6 +199,11 @@ class Trainer:
             backends.append(StdOutBackend(Verbosity.DEFAULT))
             if self.cfg.tensorboard:
                 backends.append(TensorBoardBackend(Verbosity.VERBOSE, self.cfg.tensorboard))
+        if self.dist.is_main and self.cfg.output_style == "timm":
+            import yaml
+
+            with atomic_write(self.workspace / "args.yaml", "w") as f:
+                yaml.safe_dump(json.loads(json.dumps(self.cfg.cli_args or self.cfg.to_dict(), default=str)), f)
         logger = TrainingLogger(self.cfg.print_freq, backends, start_epoch=self.start_epoch - 1)
         # Parameters go to the JSON report; on the screen they would bury the progress lines.
         logger.log_parameter({k: v for k, v in self.cfg.to_dict().items() if k != "model_kwargs"}, Verbosity.VERBOSE)
@@ -233,20 +250,22 @@ class Trainer:
             # Upstream crashed here when the checkpoint had no EMA; start the average from the weights instead.
             ema_state = ckpt.get("state_dict_ema") or ckpt["state_dict"]
             load_state_dict_checked(self.ema.module, strip_prefixes(ema_state), source=path)
-        if "optimizer" in ckpt and not self.cfg.evaluate:
+        if "optimizer" in ckpt and not self.cfg.evaluate and self.cfg.resume_optimizer:
             try:
                 self.optimizer.load_state_dict(ckpt["optimizer"])
             except (ValueError, KeyError) as exc:
                 raise UserError(
                     f"{path}: optimizer state does not match --optimizer {self.cfg.optimizer} ({exc})"
                 ) from None
-        if ckpt.get("scaler") and not self.cfg.evaluate:
-            self.scaler.load_state_dict(ckpt["scaler"])
-        self.start_epoch = int(ckpt["epoch"])
+        scaler_state = ckpt.get("scaler") or ckpt.get("amp_scaler")
+        if scaler_state and not self.cfg.evaluate:
+            self.scaler.load_state_dict(scaler_state)
+        # This project's and ConvNets' checkpoints store the next epoch; timm's (with "version") the finished one.
+        self.start_epoch = int(ckpt["epoch"]) + (1 if "version" in ckpt and "format" not in ckpt else 0)
         self.start_iter = int(ckpt.get("iteration", 0))
         self.global_step = int(ckpt.get("global_step", self.start_epoch * self.iters_per_epoch + self.start_iter))
         self.optimizer_steps = int(ckpt.get("optimizer_steps", self.global_step // max(self.accum, 1)))
-        self.best_top1 = float(ckpt.get("best_prec1", 0.0))
+        self.best_top1 = float(ckpt.get("best_prec1", ckpt.get("metric") or 0.0))
         self.best_epoch = int(ckpt.get("best_epoch", -1))
         self.epochs_since_best = int(ckpt.get("epochs_since_best", 0))
         rngs = ckpt.get("rng")
@@ -271,7 +290,7 @@ class Trainer:
             "class_names": self.data.class_names,
             "model_kwargs": dict(self.cfg.model_kwargs),
             "model_cfg": {**self.info.metadata(), "input_size": (3, self.image_size, self.image_size),
-                          "crop_pct": self.crop_pct},
+                          "crop_pct": self.crop_pct, "mean": self.mean, "std": self.std},
             "best_prec1": self.best_top1,
             "best_epoch": self.best_epoch,
             "epochs_since_best": self.epochs_since_best,
@@ -290,6 +309,13 @@ class Trainer:
         state["rng"] = rngs
         if state["state_dict_ema"] is None:
             del state["state_dict_ema"]
+        if self.cfg.output_style == "timm":
+            state["args"] = self.cfg.cli_args or self.cfg.to_dict()
+            if state["scaler"] is not None:
+                state["amp_scaler"] = state["scaler"]  # timm's name for it
+            metric = self.best_top1 if is_best else self._last_metric
+            return save_timm_style_checkpoint(state, self.workspace, epoch=epoch, metric=metric if iteration == 0
+                                              else None, is_best=is_best, hist=self.cfg.checkpoint_hist)
         return save_training_checkpoint(
             state, self.workspace, filename=self.cfg.checkpoint_filename, epoch=epoch, is_best=is_best,
             keep=self.cfg.gather_checkpoints, per_epoch=iteration == 0,
@@ -327,6 +353,8 @@ class Trainer:
             if self.random_erasing is not None:
                 images = self.random_erasing(images)
             if self.mixup is not None:
+                # timm's --mixup-off-epoch: the targets stay soft (smoothed) but images are no longer mixed.
+                self.mixup.mixup_enabled = not (cfg.mixup_off_epoch and epoch >= cfg.mixup_off_epoch)
                 images, targets = self.mixup(images, targets)
             last_micro = (i + 1) % self.accum == 0 or i + 1 == self.iters_per_epoch
             # Gradients are all-reduced only on the micro-step that ends an accumulation.
@@ -486,14 +514,19 @@ class Trainer:
                 is_best = False
                 if not cfg.training_only:
                     last_val = self.validate(self.model, "val")
+                    judged = last_val
                     if self.ema is not None:
                         summary["val_ema"] = self.validate(self.ema.module, "val_ema")
-                    is_best = self.best_epoch < 0 or last_val["top1"] > self.best_top1
+                        judged = summary["val_ema"] if cfg.best_from_ema else last_val
+                    self._last_metric = judged["top1"]
+                    is_best = self.best_epoch < 0 or judged["top1"] > self.best_top1
                     if is_best:
-                        self.best_top1, self.best_epoch, self.epochs_since_best = last_val["top1"], epoch, 0
+                        self.best_top1, self.best_epoch, self.epochs_since_best = judged["top1"], epoch, 0
                     else:
                         self.epochs_since_best += 1
                 self.logger.end_epoch()
+                if cfg.output_style == "timm" and self.dist.is_main:
+                    self._append_summary_csv(epoch, judged if not cfg.training_only else {})
                 path = self._save(epoch + 1, 0, is_best)
                 if path is not None:
                     summary["checkpoint"] = str(path)
@@ -510,6 +543,15 @@ class Trainer:
                     break
         summary["epochs_done"] = epoch + 1 if self.start_epoch < end_epoch else self.start_epoch
         return last_val
+
+    def _append_summary_csv(self, epoch: int, val: dict) -> None:
+        epoch_metrics = self.logger.epoch_summary()
+        row = {"epoch": epoch, "train_loss": epoch_metrics.get("train.loss")}
+        if val:
+            k = self.cfg.topk
+            row.update(eval_loss=val["loss"], eval_top1=val["top1"], **{f"eval_top{k}": val[f"top{k}"]})
+        row["lr"] = epoch_metrics.get("train.lr")
+        append_summary_csv(self.workspace / "summary.csv", row)
 
     def _print_epoch(self, epoch: int, val: dict, seconds: float, end_epoch: int) -> None:
         if not self.dist.is_main:
