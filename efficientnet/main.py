@@ -179,28 +179,12 @@ def run(args: argparse.Namespace) -> dict | None:
         print(json.dumps(cfg.to_dict(), indent=2, default=str))
         return None
     from common.gpu_affinity import set_affinity
-    from image_classification.training.trainer import train
+    from image_classification.training.trainer import print_summary, train
 
     set_affinity(cfg.gpu_affinity)
     summary = train(cfg)
-    report_summary(summary)
+    print_summary(summary)
     return summary
-
-
-def report_summary(summary: dict) -> None:
-    lines = []
-    if summary.get("mode") == "evaluate" and summary.get("val"):
-        k = next((key for key in summary["val"] if key.startswith("top") and key != "top1"), None)
-        lines.append(f"val top1: {summary['val']['top1']:.2f}%" + (f", {k}: {summary['val'][k]:.2f}%" if k else "")
-                     + f" on {summary['val']['images']} images")
-    elif summary.get("best_top1") is not None:
-        lines.append(f"best val top1: {summary['best_top1']:.2f}%"
-                     + (f" (epoch {summary['best_epoch'] + 1})" if summary.get("best_epoch", -1) >= 0 else ""))
-    for key in ("best_checkpoint", "checkpoint", "raport"):
-        if summary.get(key):
-            lines.append(f"{key.replace('_', ' ')}: {summary[key]}")
-    lines.append(f"summary: {Path(summary['workspace']) / 'summary.json'}")
-    print("\n".join("=> " + line for line in lines), flush=True)
 
 
 def main(argv=None):

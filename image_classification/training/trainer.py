@@ -173,6 +173,7 @@ class Trainer:
         self.start_epoch, self.start_iter, self.global_step, self.optimizer_steps = 0, 0, 0, 0
         self.best_top1, self.best_epoch, self.epochs_since_best = 0.0, -1, 0
         self._last_metric: float | None = None
+        self._last_ema: dict | None = None
         if cfg.resume:
             self._resume(cfg.resume)
         self.logger = self._make_logger()
@@ -314,8 +315,10 @@ class Trainer:
             if state["scaler"] is not None:
                 state["amp_scaler"] = state["scaler"]  # timm's name for it
             metric = self.best_top1 if is_best else self._last_metric
-            return save_timm_style_checkpoint(state, self.workspace, epoch=epoch, metric=metric if iteration == 0
-                                              else None, is_best=is_best, hist=self.cfg.checkpoint_hist)
+            # timm names per-epoch files by the epoch just finished (0-based); `epoch` here is the next one.
+            return save_timm_style_checkpoint(state, self.workspace, epoch=epoch - 1,
+                                              metric=metric if iteration == 0 else None, is_best=is_best,
+                                              hist=self.cfg.checkpoint_hist)
         return save_training_checkpoint(
             state, self.workspace, filename=self.cfg.checkpoint_filename, epoch=epoch, is_best=is_best,
             keep=self.cfg.gather_checkpoints, per_epoch=iteration == 0,
@@ -516,7 +519,7 @@ class Trainer:
                     last_val = self.validate(self.model, "val")
                     judged = last_val
                     if self.ema is not None:
-                        summary["val_ema"] = self.validate(self.ema.module, "val_ema")
+                        summary["val_ema"] = self._last_ema = self.validate(self.ema.module, "val_ema")
                         judged = summary["val_ema"] if cfg.best_from_ema else last_val
                     self._last_metric = judged["top1"]
                     is_best = self.best_epoch < 0 or judged["top1"] > self.best_top1
@@ -558,6 +561,8 @@ class Trainer:
             return
         eta = seconds * (end_epoch - epoch - 1)
         acc = f" val top1 {val['top1']:.2f} top{self.cfg.topk} {val[f'top{self.cfg.topk}']:.2f}" if val else ""
+        if val and self._last_ema is not None:
+            acc += f", EMA top1 {self._last_ema['top1']:.2f}"
         print(f"epoch {epoch + 1}/{self.cfg.epochs} done in {seconds:.1f}s:{acc} "
               f"(best {self.best_top1:.2f}), eta {time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
 
@@ -568,3 +573,20 @@ def train(cfg: TrainingConfig) -> dict:
         return trainer.run()
     finally:
         D.shutdown()
+
+
+def print_summary(summary: dict) -> None:
+    """The closing lines every entry point prints: results and where the files are."""
+    lines = []
+    if summary.get("mode") == "evaluate" and summary.get("val"):
+        k = next((key for key in summary["val"] if key.startswith("top") and key != "top1"), None)
+        lines.append(f"val top1: {summary['val']['top1']:.2f}%" + (f", {k}: {summary['val'][k]:.2f}%" if k else "")
+                     + f" on {summary['val']['images']} images")
+    elif summary.get("best_top1") is not None:
+        lines.append(f"best val top1: {summary['best_top1']:.2f}%"
+                     + (f" (epoch {summary['best_epoch'] + 1})" if summary.get("best_epoch", -1) >= 0 else ""))
+    for key in ("best_checkpoint", "checkpoint", "raport"):
+        if summary.get(key):
+            lines.append(f"{key.replace('_', ' ')}: {summary[key]}")
+    lines.append(f"summary: {Path(summary['workspace']) / 'summary.json'}")
+    print("\n".join("=> " + line for line in lines), flush=True)
