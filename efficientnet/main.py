@@ -5,114 +5,18 @@ Model flags use underscores (--num_classes, --dropout, ...), as upstream's. Our 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script from a checkout: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli_errors import ArgumentParser, UserError, run_cli  # noqa: E402
-from image_classification.training.config import OPTIMIZERS, TrainingConfig  # noqa: E402
-
-INTERPOLATIONS = ("bilinear", "bicubic")
-AFFINITY_MODES = ("none", "socket", "socket_single", "socket_single_unique", "socket_unique_interleaved",
-                  "socket_unique_contiguous")
+from common.cli_errors import ArgumentParser, run_cli  # noqa: E402
+from image_classification.cli import convnets  # noqa: E402
+from image_classification.training.config import TrainingConfig  # noqa: E402
 
 
-def positive_int(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return n
-
-
-def probability(value: str) -> float:
-    p = float(value)
-    if not 0.0 <= p <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1], got {value}")
-    return p
-
-
-def add_main_arguments(p: ArgumentParser) -> None:
-    p.add_argument("data", metavar="DIR", nargs="?", help="dataset root holding train/ and val/")
-    p.add_argument("--data-backend", metavar="BACKEND", default="pytorch", choices=("pytorch", "synthetic"),
-                   help="pytorch | synthetic (default: pytorch)")
-    p.add_argument("--interpolation", default="bilinear", choices=INTERPOLATIONS, help="resize interpolation")
-    p.add_argument("--arch", "-a", metavar="ARCH", default="efficientnet-b0",
-                   help="model architecture (python -m image_classification.models lists them)")
-    p.add_argument("-j", "--workers", type=int, default=5, metavar="N", help="data loading workers (0: in process)")
-    p.add_argument("--prefetch", type=positive_int, default=2, metavar="N", help="batches prefetched per worker")
-    p.add_argument("--epochs", type=positive_int, default=90, metavar="N", help="epochs of the schedule")
-    p.add_argument("--run-epochs", type=int, default=-1, metavar="N", help="run only N epochs of the schedule")
-    p.add_argument("--early-stopping-patience", type=int, default=-1, metavar="N",
-                   help="stop after N epochs without a new best top1 (-1: never)")
-    p.add_argument("--image-size", type=int, default=None, help="resolution (default: the model's)")
-    p.add_argument("-b", "--batch-size", type=positive_int, default=256, metavar="N", help="batch size per process")
-    p.add_argument("--optimizer-batch-size", type=int, default=-1, metavar="N",
-                   help="global batch per optimizer step, reached by gradient accumulation (-1: no accumulation)")
-    p.add_argument("--lr", "--learning-rate", type=float, default=0.1, metavar="LR", dest="lr",
-                   help="base learning rate (not scaled by batch size)")
-    p.add_argument("--lr-schedule", default="step", choices=("step", "linear", "cosine"), help="LR policy")
-    p.add_argument("--lr-steps", type=float, nargs="+", default=[30, 60, 80], metavar="EPOCH",
-                   help="[ext] epochs at which the step schedule multiplies the LR by 0.1")
-    p.add_argument("--end-lr", type=float, default=0.0, help="final LR of the cosine/linear schedule")
-    p.add_argument("--warmup", type=float, default=0, metavar="E", help="warmup epochs (LR rises every iteration)")
-    p.add_argument("--label-smoothing", type=float, default=0.0, metavar="S")
-    p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup alpha")
-    p.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA", help="[ext] cutmix alpha")
-    p.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
-                   help="sgd | rmsprop (PyTorch eps) | rmsproptf (TF eps, inside the sqrt) | adamw | lamb")
-    p.add_argument("--momentum", type=float, default=0.9)
-    p.add_argument("--weight-decay", "--wd", type=float, default=1e-4, dest="weight_decay")
-    p.add_argument("--bn-weight-decay", action="store_true", help="also decay BatchNorm parameters and biases")
-    p.add_argument("--rmsprop-alpha", type=float, default=0.9)
-    p.add_argument("--rmsprop-eps", type=float, default=1e-3)
-    p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
-    p.add_argument("--print-freq", "-p", type=positive_int, default=10, metavar="N", help="iterations per log line")
-    p.add_argument("--resume", default=None, metavar="PATH", help="training checkpoint to continue from")
-    p.add_argument("--static-loss-scale", type=float, default=128.0,
-                   help="initial loss scale of the GradScaler (AMP fp16 only)")
-    p.add_argument("--prof", type=int, default=-1, metavar="N", help="stop each train/val pass after N iterations")
-    p.add_argument("--amp", action="store_true", help="automatic mixed precision (torch.amp)")
-    p.add_argument("--amp-dtype", default="fp16", choices=("fp16", "bf16"), help="[ext] AMP type (bf16: no scaler)")
-    p.add_bool_flag("--tf32", default=False, metavar="BOOL",
-                    help="[ext] allow TF32 for FP32 convolutions and matmuls (the TF32 preset sets it)")
-    p.add_argument("--seed", type=int, default=None, help="seed for reproducible runs")
-    p.add_argument("--gather-checkpoints", type=int, default=0, metavar="N",
-                   help="keep the last N per-epoch checkpoint_XXXX.pth.tar files (-1: all, 0: none besides "
-                        "the --checkpoint-filename copy and model_best.pth.tar)")
-    p.add_argument("--raport-file", default="experiment_raport.json", help="DLLogger JSON report, in --workspace")
-    p.add_argument("--evaluate", action="store_true", help="validate only")
-    p.add_argument("--training-only", action="store_true", help="skip validation")
-    p.add_argument("--no-checkpoints", action="store_false", dest="save_checkpoints", help="write no checkpoints")
-    p.add_argument("--jit", default="no", choices=("no", "script"), help="TorchScript (deprecated by PyTorch)")
-    p.add_argument("--checkpoint-filename", default="checkpoint.pth.tar", help="name of the latest checkpoint")
-    p.add_argument("--workspace", default="./", metavar="DIR", help="where checkpoints and the report go")
-    p.add_argument("--memory-format", default="nchw", choices=("nchw", "nhwc"), help="nhwc = channels_last")
-    p.add_argument("--use-ema", type=float, default=None, metavar="DECAY", help="keep an EMA of the weights")
-    p.add_argument("--augmentation", default=None,
-                   help="none | autoaugment (ImageNet policy) | randaugment | rand-m9-mstd0.5 (timm spec)")
-    p.add_argument("--gpu-affinity", default="none", choices=AFFINITY_MODES, help="pin processes to CPU cores")
-    p.add_argument("--topk", type=positive_int, default=5, help="second accuracy metric, top-k")
-    # extensions
-    p.add_argument("--crop-scale", type=float, nargs=2, default=[0.08, 1.0], metavar=("MIN", "MAX"),
-                   help="[ext] RandomResizedCrop area range (small images want milder crops, e.g. 0.6 1)")
-    p.add_argument("--hflip", type=probability, default=0.5, metavar="P", help="[ext] horizontal flip probability")
-    p.add_argument("--crop-pct", type=float, default=None, help="[ext] val centre-crop fraction (default: model's)")
-    p.add_argument("--skip-bad-images", action="store_true", help="[ext] skip unreadable images instead of failing")
-    p.add_argument("--tensorboard", default=None, metavar="DIR", help="[ext] also write TensorBoard scalars")
-    p.add_argument("--no-progress", action="store_false", dest="progress", help="[ext] no progress bar")
-    p.add_argument("--cpu", action="store_true", help="[ext] run on the CPU even if a GPU is present")
-    p.add_argument("--deterministic", action="store_true",
-                   help="[ext] deterministic GPU kernels, so a seeded run repeats bit for bit (slower)")
-    p.add_argument("--dry-run", action="store_true", help="[ext] print the resolved configuration and exit")
-
-
-def add_model_arguments(p: ArgumentParser) -> None:
-    g = p.add_argument_group("model flags (upstream spelling, with underscores)")
-    g.add_argument("--num_classes", type=positive_int, default=None,
-                   help="classes (default: the number of class folders, 1000 for synthetic data)")
+def add_model_arguments(p: ArgumentParser, g: argparse._ArgumentGroup) -> None:
     g.add_argument("--conv_init", default="fan_in", choices=("fan_in", "fan_out"))
     g.add_argument("--bn_momentum", type=float, default=0.01)
     g.add_argument("--bn_epsilon", type=float, default=1e-3)
@@ -120,76 +24,29 @@ def add_model_arguments(p: ArgumentParser) -> None:
     g.add_argument("--dropout", type=float, default=None, help="dropout before the classifier (default per model)")
     p.add_bool_flag("--trt", group=g, default=False, metavar="BOOL",
                     help="1x1-conv squeeze-excitation (TensorRT-friendly); a real boolean, unlike upstream's")
-    g.add_argument("--pretrained-from-file", default=None, metavar="PATH", help="initial weights (any layout)")
-    g.add_argument("--pretrained", action="store_true", help="NGC weights from the torch hub cache")
-    g.add_argument("--pretrained-weights", default="auto", choices=("auto", "ema", "raw"),
-                   help="[ext] which weights of a training checkpoint to start from (auto: EMA if present)")
-    g.add_argument("--fresh-classifier", action="store_true",
-                   help="[ext] accept pretrained weights with another class count and start a new classifier")
+
+
+DIALECT = convnets.Dialect(
+    prog="main.py", description=__doc__, family="efficientnet", default_arch="efficientnet-b0",
+    add_model_arguments=add_model_arguments,
+    model_kwargs=("conv_init", "bn_momentum", "bn_epsilon", "survival_prob", "dropout", "trt"),
+)
 
 
 def build_parser() -> ArgumentParser:
-    parser = ArgumentParser(prog="main.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_main_arguments(parser)
-    add_model_arguments(parser)
-    return parser
-
-
-MODEL_KWARGS = ("conv_init", "bn_momentum", "bn_epsilon", "survival_prob", "dropout", "trt")
+    return convnets.build_parser(DIALECT)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainingConfig:
-    if args.jit == "script":
-        raise UserError("--jit script is not supported: TorchScript is deprecated in PyTorch; "
-                        "export with model2onnx.py or torch.export instead")
-    precision = args.amp_dtype if args.amp else ("tf32" if args.tf32 else "fp32")
-    kwargs = {k: getattr(args, k) for k in MODEL_KWARGS if getattr(args, k) is not None}
-    augmentation = None if args.augmentation in (None, "none", "None") else args.augmentation
-    cfg = TrainingConfig(
-        arch=args.arch, num_classes=args.num_classes, model_kwargs=kwargs,
-        pretrained_from_file=args.pretrained_from_file, pretrained=args.pretrained,
-        pretrained_weights=args.pretrained_weights, fresh_classifier=args.fresh_classifier,
-        data=args.data, data_backend=args.data_backend, image_size=args.image_size, crop_pct=args.crop_pct,
-        interpolation=args.interpolation, augmentation=augmentation, crop_scale=tuple(args.crop_scale),
-        hflip=args.hflip, workers=args.workers, prefetch=args.prefetch, skip_bad_images=args.skip_bad_images,
-        epochs=args.epochs, run_epochs=args.run_epochs, batch_size=args.batch_size,
-        optimizer_batch_size=args.optimizer_batch_size, optimizer=args.optimizer, lr=args.lr,
-        lr_schedule=args.lr_schedule, lr_steps=tuple(args.lr_steps), end_lr=args.end_lr, warmup=args.warmup,
-        momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
-        bn_weight_decay=args.bn_weight_decay, rmsprop_alpha=args.rmsprop_alpha, rmsprop_eps=args.rmsprop_eps,
-        label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix, use_ema=args.use_ema,
-        early_stopping_patience=args.early_stopping_patience, precision=precision,
-        static_loss_scale=args.static_loss_scale, memory_format=args.memory_format,
-        device="cpu" if args.cpu else "auto", deterministic=args.deterministic, seed=args.seed,
-        print_freq=args.print_freq, prof=args.prof,
-        evaluate=args.evaluate, training_only=args.training_only, save_checkpoints=args.save_checkpoints,
-        checkpoint_filename=args.checkpoint_filename, gather_checkpoints=args.gather_checkpoints,
-        resume=args.resume, workspace=args.workspace, raport_file=args.raport_file,
-        tensorboard=args.tensorboard, progress=args.progress, topk=args.topk, gpu_affinity=args.gpu_affinity,
-    )
-    from image_classification.models import get_model_info
-
-    cfg.arch = get_model_info(cfg.arch).name  # fails early, with one line, on an unknown name
-    return cfg.validate()
+    return convnets.config_from_args(args, DIALECT)
 
 
 def run(args: argparse.Namespace) -> dict | None:
-    cfg = config_from_args(args)
-    if args.dry_run:
-        print(json.dumps(cfg.to_dict(), indent=2, default=str))
-        return None
-    from common.gpu_affinity import set_affinity
-    from image_classification.training.trainer import print_summary, train
-
-    set_affinity(cfg.gpu_affinity)
-    summary = train(cfg)
-    print_summary(summary)
-    return summary
+    return convnets.run(args, DIALECT)
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    run(args)
+    run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

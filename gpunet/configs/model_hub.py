@@ -11,7 +11,6 @@ the registered tables; `checkpoint` is where upstream kept the published weights
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from common.cli_errors import UserError
 from image_classification.models.gpunet_archs import ARCHS
@@ -92,7 +91,3 @@ def get_configs(batch=1, latency: str = "0.65ms", gpuType: str = "GV100",
             f"{path} (or pass the file to validate.py --checkpoint); then call get_configs(download=False)"
         )
     return upstream_config(arch), path
-
-
-def cached(path: str | os.PathLike) -> bool:
-    return Path(path).is_file()

@@ -1,0 +1,1 @@
+"""Command-line dialects shared by the model packages."""
