@@ -199,14 +199,27 @@ def validate_one(args: argparse.Namespace, model: str | None, checkpoint: Path |
 
 
 def _first_line(exc: BaseException) -> str:
+    """A failure as one CSV cell: a UserError's message, or the type and first line of anything else."""
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text and not isinstance(exc, UserError) else (
-        text[0] if text else type(exc).__name__)
+    first = text[0] if text else ""
+    if isinstance(exc, UserError):
+        return first or type(exc).__name__
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
+def _canonical(model: str | None) -> str:
+    from image_classification.models import get_model_info
+
+    try:
+        return get_model_info(model).name if model else ""
+    except UserError:
+        return model
 
 
 def write_dllogger(path: str, results: list[dict], bulk: bool) -> None:
     from common import dllogger
 
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     logger = dllogger.Logger([dllogger.JSONStreamBackend(dllogger.Verbosity.VERBOSE, path, append=True)])
     for metric in ("top1", "top1_err", "param_count", "average_ips", "compute_latency"):
         unit = {"param_count": "M", "average_ips": "images/s", "compute_latency": "s"}.get(metric, "%")
@@ -240,11 +253,11 @@ def main(argv=None) -> int:
         print(f" * Acc@1 {result['top1']:.3f} ({result['top1_err']:.3f}) "
               f"Acc@{args.topk} {result[f'top{args.topk}']:.3f} ({result[f'top{args.topk}_err']:.3f})",
               file=sys.stderr, flush=True)
+        print(f"--result\n{json.dumps(result, indent=4)}", flush=True)
         if args.results_file:
             write_results_csv(args.results_file, [result])
         if args.dllogger_name:
             write_dllogger(args.dllogger_name, [result], bulk=False)
-        print(f"--result\n{json.dumps(result, indent=4)}", flush=True)
         return 0
 
     jobs = [(args.model, c) for c in checkpoints] if checkpoints is not None else [(m, None) for m in models]
@@ -256,7 +269,7 @@ def main(argv=None) -> int:
             result = validate_one(args, model, checkpoint, device, pretrained=checkpoint is None)
         except Exception as exc:  # one bad checkpoint must not stop the others (UserError or not)
             failed += 1
-            result = {"model": model or "", "checkpoint": str(checkpoint or ""), "error": _first_line(exc)}
+            result = {"model": _canonical(model), "checkpoint": str(checkpoint or ""), "error": _first_line(exc)}
             print(f"error: {checkpoint or model}: {result['error']}", file=sys.stderr, flush=True)
         results.append(result)
     # timm's order: best top1 first; failures last.

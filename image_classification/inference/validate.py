@@ -19,6 +19,7 @@ import torch.nn as nn
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from common.cli_errors import UserError
+from image_classification.models.checkpoint import published_weights_path
 
 from .evaluate import evaluate
 
@@ -147,13 +148,6 @@ def build_val_loader(root: Path, split: str, prep: Preprocessing, *, batch_size:
 
 
 # --- models and checkpoints ---------------------------------------------------------------------------------------
-
-
-def published_weights_path(info) -> Path | None:
-    """Where `create_model(pretrained=True)` looks for the published weights (None: the model has none)."""
-    if not info.weights_url:
-        return None
-    return Path(torch.hub.get_dir()) / "checkpoints" / (info.weights_file or info.weights_url.rsplit("/", 1)[-1])
 
 
 def cached_models(pattern: str = "*") -> list[str]:

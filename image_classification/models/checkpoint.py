@@ -32,7 +32,9 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for a file that is not a checkpoint
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        text = str(exc).strip()
+        # Some failures carry no readable message (a KeyError holding a storage id, say): name the problem instead.
+        first_line = text.splitlines()[0] if text and not text.isdigit() else "not a PyTorch checkpoint file"
         raise UserError(f"cannot read checkpoint {path}: {first_line}") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path} holds a {type(obj).__name__}, not a state dict or a training checkpoint")
@@ -55,7 +57,7 @@ def select_state_dict(checkpoint: dict, weights: str = "auto", source: str = "ch
     raw = checkpoint.get("state_dict") or checkpoint.get("model")
     if weights == "ema" or (weights == "auto" and ema):
         if not ema:
-            raise UserError(f"{source} has no EMA weights (no 'state_dict_ema'); train with --use-ema or ask for raw")
+            raise UserError(f"{source} has no EMA weights (no 'state_dict_ema'): use its raw weights instead")
         return ema, "state_dict_ema"
     if not raw:
         keys = ", ".join(sorted(map(str, checkpoint))[:8])
@@ -152,17 +154,24 @@ def load_pretrained(
     return meta
 
 
+def published_weights_path(info) -> Path | None:
+    """Where the published (NGC) weights of a model are looked for in the torch hub cache (None: it has none)."""
+    if not info.weights_url:
+        return None
+    return Path(torch.hub.get_dir()) / "checkpoints" / (info.weights_file or info.weights_url.rsplit("/", 1)[-1])
+
+
 def cached_published_weights(info) -> Path:
     """The published (NGC) weights file if it is already in the torch hub cache; we never download at run time."""
-    if not info.weights_url:
+    cache = published_weights_path(info)
+    if cache is None:
         raise UserError(f"{info.name} has no published weights; pass a checkpoint file instead")
-    cache = Path(torch.hub.get_dir()) / "checkpoints" / (info.weights_file or info.weights_url.rsplit("/", 1)[-1])
     if cache.is_file():
         return cache
     unpack = f" (unzip it and take {cache.name})" if info.weights_file else ""
     raise UserError(
         f"published weights for {info.name} are not cached and nothing is downloaded at run time: "
-        f"fetch {info.weights_url}{unpack} and pass it with --pretrained-from-file (or save it as {cache})"
+        f"fetch {info.weights_url}{unpack} and pass the file as the checkpoint (or save it as {cache})"
     )
 
 
