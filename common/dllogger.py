@@ -107,6 +107,7 @@ class JSONStreamBackend(Backend):
     def __init__(self, verbosity: int, filename: str | Path, append: bool = False):
         super().__init__(verbosity)
         self._filename = filename
+        Path(filename).parent.mkdir(parents=True, exist_ok=True)
         self.file = open(filename, "a" if append else "w", encoding="utf-8")
 
     def _write(self, record: dict) -> None:

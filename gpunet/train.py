@@ -104,7 +104,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--benchmark-steps", type=int, default=None, help="stop each pass after this many batches")
     g.add_argument("--decay-epochs", type=float, default=30)
     g.add_argument("--warmup-epochs", type=float, default=3)
-    g.add_argument("--cooldown-epochs", type=int, default=10, help="epochs at the final rate after the schedule")
+    g.add_argument("--cooldown-epochs", type=int, default=10,
+                   help="epochs at the final rate after a cosine/linear schedule (step decay has none, as timm)")
     g.add_argument("--patience-epochs", type=int, default=10, help="(plateau schedule only; not implemented)")
     g.add_argument("--decay-rate", "--dr", type=float, default=0.1)
     g = p.add_argument_group("augmentation")
@@ -251,7 +252,9 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         color_jitter=args.color_jitter or 0.0, random_erasing=args.reprob, random_erasing_mode=args.remode,
         random_erasing_count=args.recount, workers=args.workers, skip_bad_images=args.skip_bad_images,
         batch_size=args.batch_size, val_batch_size=args.batch_size * args.validation_batch_size_multiplier,
-        epochs=args.epochs + args.cooldown_epochs, lr_schedule_epochs=args.epochs,
+        # timm adds the cooldown only to schedules that end (cosine; our linear too), not to step decay.
+        epochs=args.epochs + (args.cooldown_epochs if args.sched in ("cosine", "linear") else 0),
+        lr_schedule_epochs=args.epochs,
         optimizer=optimizer, nesterov=nesterov, lr=args.lr, lr_schedule=args.sched, lr_decay_epochs=args.decay_epochs,
         lr_decay_rate=args.decay_rate, end_lr=args.min_lr, warmup=args.warmup_epochs, warmup_lr=args.warmup_lr,
         momentum=args.momentum, weight_decay=args.weight_decay, clip_grad=args.clip_grad,

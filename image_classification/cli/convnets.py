@@ -194,7 +194,7 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
 
     info = get_model_info(cfg.arch)  # fails early, with one line, on an unknown name
     if info.family != dialect.family:
-        raise UserError(f"{dialect.prog} trains {dialect.family} models; {info.name} is a {info.family} model "
+        raise UserError(f"{dialect.prog} trains {dialect.family} models, and {info.name} is not one "
                         f"(use {info.family}/{dialect.prog})")
     cfg.arch = info.name
     return cfg.validate()

@@ -172,3 +172,11 @@ def test_common_modules_do_not_import_torch():
     code = ("import sys, common.dllogger, common.training_log, common.plot_reports; "
             "sys.exit('torch' in sys.modules)")
     assert subprocess.run([sys.executable, "-c", code], cwd=REPO).returncode == 0
+
+
+def test_json_backend_creates_missing_folders(tmp_path):
+    path = tmp_path / "logs" / "deep" / "log.json"
+    backend = JSONStreamBackend(Verbosity.VERBOSE, str(path))
+    Logger([backend]).log(step=(0,), data={"x": 1.0})
+    backend.close()
+    assert read_report(path)[0]["data"] == {"x": 1.0}

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# GPUNet-P0, AMP, DGX1V-32G: inference benchmark sweeping batch sizes 1-256 on one GPU (pick it with CUDA_VISIBLE_DEVICES). Usage: bash gpunet/inference/AMP/DGX1V-32G_gpunet-p0_AMP.sh [WORKSPACE] [extra main.py flags]
+# Data: $DATA_DIR (default /imagenet, with train/ and val/). Writes raport_<bs>.json per batch size.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+DATA_DIR="${DATA_DIR:-/imagenet}"
+for bs in 1 2 4 8 16 32 64 128 256; do
+  python "$HERE/launch.py" --model gpunet-p0 --precision AMP --mode benchmark_inference --platform DGX1V-32G "$DATA_DIR" -b "$bs" --workspace "${1:-./}" --raport-file "raport_${bs}.json" "${@:2}"
+done

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# GPUNet-D1, TF32, DGXA100: inference benchmark sweeping batch sizes 1-256 on one GPU (pick it with CUDA_VISIBLE_DEVICES). Usage: bash gpunet/inference/TF32/DGXA100_gpunet-d1_TF32.sh [WORKSPACE] [extra main.py flags]
+# Data: $DATA_DIR (default /imagenet, with train/ and val/). Writes raport_<bs>.json per batch size.
+set -euo pipefail
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+DATA_DIR="${DATA_DIR:-/imagenet}"
+for bs in 1 2 4 8 16 32 64 128 256; do
+  python "$HERE/launch.py" --model gpunet-d1 --precision TF32 --mode benchmark_inference --platform DGXA100 "$DATA_DIR" -b "$bs" --workspace "${1:-./}" --raport-file "raport_${bs}.json" "${@:2}"
+done

@@ -1,0 +1,27 @@
+"""Run main.py with presets from configs.yml, as upstream ConvNets' launch.py:
+
+    python launch.py --model gpunet-0 --precision AMP --mode convergence --platform DGXA100 /imagenet
+
+Presets merge as precision -> platform -> model[platform][precision] -> mode; flags given here override them.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script from a checkout: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli_errors import run_cli  # noqa: E402
+from common.config_presets import launch  # noqa: E402
+from gpunet.main import build_parser, run  # noqa: E402
+
+CONFIGS = Path(__file__).resolve().with_name("configs.yml")
+
+
+def main(argv=None):
+    return launch(argv, CONFIGS, build_parser, run)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,308 @@
+"""gpunet/train.py, the timm dialect: flag mappings (dry runs), refused timm flags, real short runs on the digits
+(timm's output layout, resume, learning, distillation), and the ConvNets dialect's family checks."""
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from common.cli_errors import run_cli
+from common.dllogger import read_report
+from efficientnet import main as effnet_main
+from gpunet import main as gpunet_main
+from gpunet import train
+from tests.conftest import assert_one_line_error, run_script
+
+SHORT = ("--img-size 32 -b 32 --epochs 2 --cooldown-epochs 0 --prof 4 --cpu -j 0 --no-progress "
+         "--model-ema --model-ema-decay 0.9 --reprob 0.2 --remode pixel --aa rand-m9-mstd0.5 --sched step "
+         "--decay-epochs 0.5 --decay-rate 0.9 --opt rmsproptf --opt-eps 0.001 --lr 0.01 --warmup-epochs 0 "
+         "--seed 1").split()
+TIMM_COLUMNS = ["epoch", "train_loss", "eval_loss", "eval_top1", "eval_top5", "lr"]
+
+
+def in_process(entry, argv: list[str], capsys) -> subprocess.CompletedProcess:
+    """Run a CLI's main under run_cli (as its `__main__` does) without a new interpreter; same result shape."""
+    capsys.readouterr()
+    try:
+        run_cli(entry, [str(a) for a in argv])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, out.out, out.err)
+
+
+def dry(argv: list, capsys) -> dict:
+    capsys.readouterr()
+    train.main([str(a) for a in argv] + ["--dry-run"])
+    return json.loads(capsys.readouterr().out)
+
+
+def fit(data: Path, output: Path, experiment: str, *extra) -> None:
+    train.main([str(data), *SHORT, "--output", str(output), "--experiment", experiment, *map(str, extra)])
+
+
+def load(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=False)
+
+
+def summary_rows(workspace: Path) -> list[dict]:
+    with open(workspace / "summary.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def epoch_records(report: Path) -> list[dict]:
+    return [r["data"] for r in read_report(report)
+            if r["type"] == "LOG" and isinstance(r["step"], list) and len(r["step"]) == 1]
+
+
+# --------------------------------------------------------------------------------------------- dry-run mappings
+
+@pytest.mark.parametrize("opt, nesterov", [("sgd", True), ("nesterov", True), ("momentum", False)])
+def test_sgd_flavours(opt, nesterov, tmp_path, capsys):
+    cfg = dry([tmp_path, "--opt", opt], capsys)
+    assert (cfg["optimizer"], cfg["nesterov"]) == ("sgd", nesterov)
+
+
+def test_cooldown_extends_the_cosine_schedule(tmp_path, capsys):
+    cfg = dry([tmp_path, "--sched", "cosine", "--epochs", "10", "--cooldown-epochs", "2"], capsys)
+    assert (cfg["lr_schedule"], cfg["epochs"], cfg["lr_schedule_epochs"]) == ("cosine", 12, 10)
+    cfg = dry([tmp_path, "--sched", "step", "--epochs", "10", "--cooldown-epochs", "2"], capsys)
+    assert cfg["epochs"] == 10  # as timm 0.4.12: step decay never ends, so no cooldown is added
+
+
+@pytest.mark.parametrize("flag", ["--drop-path", "--drop-connect"])
+def test_drop_connect_is_drop_path(flag, tmp_path, capsys):
+    cfg = dry([tmp_path, flag, "0.1", "--drop", "0.3"], capsys)
+    assert cfg["model_kwargs"] == {"dropout": 0.3, "drop_path_rate": 0.1}
+
+
+def test_model_defaults_leave_model_kwargs_empty(tmp_path, capsys):
+    assert dry([tmp_path], capsys)["model_kwargs"] == {}  # the builder's own defaults (0.2 / 0.2)
+
+
+def test_model_ema_and_amp(tmp_path, capsys):
+    cfg = dry([tmp_path, "--model-ema", "--model-ema-decay", "0.999", "--amp"], capsys)
+    assert (cfg["use_ema"], cfg["best_from_ema"], cfg["precision"]) == (0.999, True, "fp16")
+    cfg = dry([tmp_path], capsys)
+    assert (cfg["use_ema"], cfg["precision"]) == (None, "fp32")
+    assert dry([tmp_path, "--native-amp"], capsys)["precision"] == "fp16"
+
+
+@pytest.mark.parametrize("model, size", [("gpunet_0", 320), ("gpunet_2", 384), ("gpunet_p1", 224),
+                                         ("GPUNet-D2", 528), ("0.65ms", 320)])
+def test_img_size_defaults_to_the_models(model, size, tmp_path, capsys):
+    """Upstream crashed without --img-size; here it falls back to the model's resolution."""
+    cfg = dry([tmp_path, "--model", model], capsys)
+    assert cfg["image_size"] == size
+    assert dry([tmp_path, "--model", model, "--img-size", "64"], capsys)["image_size"] == 64
+
+
+def test_config_file_defaults_lose_to_the_command_line(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text(yaml.safe_dump({"lr": 0.5, "batch-size": 7, "opt": "momentum", "model": "gpunet_1",
+                                      "model_ema": True}))
+    cfg = dry([tmp_path, "-c", config, "--lr", "0.1"], capsys)
+    assert (cfg["lr"], cfg["batch_size"], cfg["optimizer"], cfg["nesterov"]) == (0.1, 7, "sgd", False)
+    assert (cfg["arch"], cfg["use_ema"]) == ("gpunet-1", 0.9998)
+
+
+def test_config_file_typo_is_one_line(tmp_path, capsys):
+    config = tmp_path / "config.yaml"
+    config.write_text("lr_nosie: 0.5\n")
+    assert_one_line_error(in_process(train.main, [tmp_path, "-c", config, "--dry-run"], capsys), "lr_nosie")
+
+
+def test_output_and_experiment_make_the_workspace(tmp_path, capsys):
+    cfg = dry([tmp_path, "--output", tmp_path / "runs", "--experiment", "exp1"], capsys)
+    assert cfg["workspace"] == str(tmp_path / "runs" / "exp1")  # upstream forced <output>/checkpoints
+    cfg = dry([tmp_path, "--output", tmp_path / "runs"], capsys)
+    assert Path(cfg["workspace"]).parent == tmp_path / "runs" and "gpunet-0-320" in Path(cfg["workspace"]).name
+
+
+# --------------------------------------------------------------------------------------------- refused flags
+
+def _flag_and_value(dest: str, default) -> list[str]:
+    """The command line that sets `dest` to something other than its default."""
+    action = next(a for a in train.build_parser()._actions if a.dest == dest)
+    flag = next(s for s in action.option_strings if s.startswith("--"))
+    if action.nargs == 0:
+        return [flag]
+    if default is None:
+        return [flag, "0.5"]
+    if isinstance(default, (int, float)):
+        return [flag, str(default + 2)]
+    return [flag, f"{default}x"]
+
+
+@pytest.mark.parametrize("dest, default, why", train.UNSUPPORTED, ids=[u[0] for u in train.UNSUPPORTED])
+def test_unsupported_flags_are_refused(dest, default, why, tmp_path, capsys):
+    argv = _flag_and_value(dest, default)
+    proc = in_process(train.main, [tmp_path, *argv, "--dry-run"], capsys)
+    assert_one_line_error(proc, argv[0], "not supported")
+
+
+def test_unsupported_flag_through_the_script(tmp_path):
+    proc = run_script("gpunet/train.py", tmp_path, "--jsd", "--dry-run")
+    assert_one_line_error(proc, "--jsd", "not supported")
+
+
+def test_defaults_of_unsupported_flags_are_accepted(tmp_path, capsys):
+    """Spelling a refused flag with its default value (as timm's args.yaml files do) is fine."""
+    cfg = dry([tmp_path, "--clip-mode", "norm", "--eval-metric", "top1", "--tta", "0", "--lr-cycle-limit", "1"],
+              capsys)
+    assert cfg["arch"] == "gpunet-0"
+
+
+# --------------------------------------------------------------------------------------------- real runs
+
+@pytest.fixture(scope="module")
+def short_run(digits_root, tmp_path_factory) -> tuple[Path, Path]:
+    """Two timm-style epochs of GPUNet-0 on the digits, every recipe feature on: (workspace, DLLogger report)."""
+    output = tmp_path_factory.mktemp("short")
+    report = output / "dll.json"  # outside the run folder (upstream's default was /logs/log.json)
+    fit(digits_root, output, "x", "--dllogger-name", report)
+    return output / "x", report
+
+
+@pytest.fixture(scope="module")
+def long_run(digits_root, tmp_path_factory) -> Path:
+    """The same run for three epochs uninterrupted, keeping one per-epoch checkpoint."""
+    output = tmp_path_factory.mktemp("long")
+    fit(digits_root, output, "x", "--epochs", 3, "--checkpoint-hist", 1)
+    return output / "x"
+
+
+def test_timm_output_layout(short_run):
+    workspace, report = short_run
+    names = {p.name for p in workspace.iterdir()}
+    assert {"last.pth.tar", "model_best.pth.tar", "checkpoint-0.pth.tar", "checkpoint-1.pth.tar", "summary.csv",
+            "args.yaml"} <= names
+    assert not any(n.startswith("checkpoint-2") for n in names)
+
+    rows = summary_rows(workspace)
+    assert list(rows[0]) == TIMM_COLUMNS
+    assert [int(r["epoch"]) for r in rows] == [0, 1]
+    assert all(float(r["train_loss"]) > 0 and 0 <= float(r["eval_top1"]) <= 100 for r in rows)
+    assert float(rows[1]["lr"]) < float(rows[0]["lr"]) <= 0.01  # step decay 0.9 every half epoch
+
+    args = yaml.safe_load((workspace / "args.yaml").read_text())
+    assert (args["model"], args["opt"], args["sched"], args["img_size"]) == ("gpunet_0", "rmsproptf", "step", 32)
+    assert (args["model_ema"], args["model_ema_decay"], args["reprob"], args["remode"]) == (True, 0.9, 0.2, "pixel")
+    assert args["aa"] == "rand-m9-mstd0.5" and args["experiment"] == "x"
+
+    last = load(workspace / "last.pth.tar")
+    assert last["arch"] == "gpunet-0" and "state_dict_ema" in last and last["args"]["opt"] == "rmsproptf"
+    epochs = epoch_records(report)
+    assert len(epochs) == 2 and all("train.loss" in e and "val_ema.top1" in e for e in epochs)
+    assert not (workspace / "log.json").exists()  # the report went where --dllogger-name said
+
+
+def test_checkpoint_hist_keeps_the_best(long_run):
+    kept = sorted(p.name for p in long_run.glob("checkpoint-*.pth.tar"))
+    assert len(kept) == 1
+    best = load(long_run / "model_best.pth.tar")
+    assert kept == [f"checkpoint-{best['best_epoch']}.pth.tar"]
+    assert len(summary_rows(long_run)) == 3
+
+
+def test_resume_continues_exactly(short_run, long_run, digits_root, tmp_path, capsys):
+    """--resume last.pth.tar --epochs 3 after two epochs runs epoch 2 only and ends with the weights of the
+    uninterrupted three-epoch run, bit for bit (CPU)."""
+    workspace = tmp_path / "x"
+    shutil.copytree(short_run[0], workspace)
+    capsys.readouterr()
+    fit(digits_root, tmp_path, "x", "--epochs", 3, "--resume", workspace / "last.pth.tar")
+    assert "at epoch 2" in capsys.readouterr().out  # "=> resumed .../last.pth.tar at epoch 2"
+    rows = summary_rows(workspace)
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2]
+    assert (workspace / "checkpoint-2.pth.tar").exists()
+    a, b = load(long_run / "last.pth.tar"), load(workspace / "last.pth.tar")
+    assert a["epoch"] == b["epoch"] == 3
+    for key in ("state_dict", "state_dict_ema"):
+        assert all(torch.equal(a[key][k], b[key][k]) for k in a[key]), key
+    assert summary_rows(long_run)[2] == rows[2]
+
+
+def test_gpunet0_learns_the_digits(digits_root, tmp_path):
+    train.main([str(digits_root), "--img-size", "32", "-b", "32", "--epochs", "3", "--cooldown-epochs", "0",
+                "--prof", "20", "--sched", "cosine", "--lr", "0.05", "--opt", "momentum", "--scale", "0.6", "1",
+                "--hflip", "0", "--color-jitter", "0", "--train-interpolation", "bicubic", "--warmup-epochs", "1",
+                "--warmup-lr", "0.005", "--cpu", "-j", "0", "--no-progress", "--seed", "1",
+                "--output", str(tmp_path), "--experiment", "learn"])
+    losses = [float(r["train_loss"]) for r in summary_rows(tmp_path / "learn")]
+    assert len(losses) == 3 and losses[-1] < losses[0], losses
+
+
+# --------------------------------------------------------------------------------------------- distillation
+
+DISTIL = ["--img-size", "32", "-b", "32", "--epochs", "1", "--cooldown-epochs", "0", "--warmup-epochs", "0",
+          "--prof", "3", "--cpu", "-j", "0", "--no-progress", "--seed", "1"]
+
+
+@pytest.fixture()
+def teacher_ckpt(trained_digits) -> Path:
+    return trained_digits[1] / "model_best.pth.tar"
+
+
+def test_distillation_through_the_cli(digits_root, teacher_ckpt, tmp_path):
+    train.main([str(digits_root), *DISTIL, "--output", str(tmp_path), "--experiment", "kd", "--enable-distill",
+                "True", "--teacher", "efficientnet-b0", "--teacher-checkpoint", str(teacher_ckpt),
+                "--teacher-img-size", "32", "--test-teacher"])
+    records = read_report(tmp_path / "kd" / "log.json")
+    epochs = epoch_records(tmp_path / "kd" / "log.json")
+    assert epochs and all("train.kd_loss" in e and "train.base_loss" in e for e in epochs)
+    assert any(r["type"] == "LOG" and r["step"] == "TEACHER" for r in records)
+
+
+def test_enable_distill_false_ignores_the_teacher(tmp_path, capsys):
+    cfg = dry([tmp_path, "--enable-distill", "False", "--teacher", "efficientnet-b0", "--test-teacher"], capsys)
+    assert (cfg["teacher"], cfg["test_teacher"]) == (None, False)
+
+
+def test_distill_without_teacher_is_one_line(tmp_path, capsys):
+    proc = in_process(train.main, [tmp_path, "--enable-distill", "True", "--dry-run"], capsys)
+    assert_one_line_error(proc, "--enable-distill", "--teacher")
+
+
+def test_teacher_checkpoint_of_another_architecture_is_one_line(digits_root, teacher_ckpt, tmp_path, capsys):
+    proc = in_process(train.main, [digits_root, *DISTIL, "--output", tmp_path, "--experiment", "kd",
+                                   "--enable-distill", "--teacher", "efficientnet-b4", "--teacher-checkpoint",
+                                   teacher_ckpt], capsys)
+    assert_one_line_error(proc, "efficientnet-b4")
+    assert not (tmp_path / "kd" / "last.pth.tar").exists()
+
+
+# --------------------------------------------------------------------------------------------- ConvNets' dialect
+
+def test_gpunet_main_defaults_and_model_flags(tmp_path, capsys):
+    capsys.readouterr()
+    gpunet_main.main([str(tmp_path), "--dry-run"])
+    cfg = json.loads(capsys.readouterr().out)
+    assert (cfg["arch"], cfg["model_kwargs"]) == ("gpunet-0", {})
+    gpunet_main.main([str(tmp_path), "--arch", "gpunet-p0", "--dropout", "0.3", "--drop_path_rate", "0.1",
+                      "--model_config", "net.json", "--dry-run"])
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["arch"] == "gpunet-p0"
+    assert cfg["model_kwargs"] == {"dropout": 0.3, "drop_path_rate": 0.1, "model_config": "net.json"}
+
+
+def test_gpunet_main_refuses_efficientnet(tmp_path, capsys):
+    proc = in_process(gpunet_main.main, [tmp_path, "--arch", "efficientnet-b0", "--dry-run"], capsys)
+    assert_one_line_error(proc, "efficientnet-b0", "efficientnet/main.py")
+
+
+def test_efficientnet_main_refuses_gpunet(tmp_path, capsys):
+    proc = in_process(effnet_main.main, [tmp_path, "--arch", "gpunet-0", "--dry-run"], capsys)
+    assert_one_line_error(proc, "gpunet-0", "gpunet/main.py")
+
+
+def test_gpunet_main_script_error_is_one_line(tmp_path):
+    assert_one_line_error(run_script("gpunet/main.py", tmp_path, "--arch", "efficientnet-b4", "--dry-run"),
+                          "efficientnet/main.py")
