@@ -82,7 +82,6 @@ def evaluate(model, loader, *, device: torch.device, precision: str = "fp32", to
         "compute_ips": rates[0].item(),
         "total_ips": rates[1].item(),
         "compute_latency": float(lat.mean()),
-        "compute_latency_at95": float(np.quantile(lat, 0.95, method="nearest")),
-        "compute_latency_at99": float(np.quantile(lat, 0.99, method="nearest")),
+        **{f"compute_latency_at{q}": float(np.quantile(lat, q / 100, method="nearest")) for q in (50, 90, 95, 99)},
         "compute_latency_at100": float(lat.max()),
     }

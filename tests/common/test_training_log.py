@@ -117,7 +117,8 @@ def test_quantiles_are_exact_nearest_values():
     logger, rec = make(1000)
     logger.register_latency_metrics("val", Verbosity.VERBOSE)
     assert [m for m, _ in rec.metas] == ["val.compute_latency", "val.compute_latency_at100",
-                                        "val.compute_latency_at99", "val.compute_latency_at95"]
+                                        "val.compute_latency_at99", "val.compute_latency_at95",
+                                        "val.compute_latency_at90", "val.compute_latency_at50"]
     rng = np.random.default_rng(0)
     values = rng.permutation(np.arange(1, 101)) / 1000  # 1 ms .. 100 ms, shuffled
     logger.start_epoch()
@@ -129,6 +130,8 @@ def test_quantiles_are_exact_nearest_values():
     assert epoch["val.compute_latency_at100"] == 0.100
     assert epoch["val.compute_latency_at99"] == 0.099
     assert epoch["val.compute_latency_at95"] == 0.095
+    assert epoch["val.compute_latency_at90"] == 0.090
+    assert epoch["val.compute_latency_at50"] in (0.050, 0.051)  # nearest rank of an even count
     assert epoch["val.compute_latency"] == pytest.approx(0.0505)
     meter = QuantileMeter(0.5)
     for v in [4.0, 1.0, 3.0, 2.0, 5.0]:
