@@ -247,6 +247,9 @@ def load_model(
             raise UserError(f"{checkpoint} has no EMA weights (no 'state_dict_ema'): drop --use-ema")
         state_dict, which = select_state_dict(raw, weights, source=str(checkpoint))
         state_dict = strip_prefixes(state_dict)
+        # The architecture options it was trained with (BN epsilon, conv SE, a GPUNet config); flags still win.
+        if not is_state_dict(raw) and isinstance(raw.get("model_kwargs"), dict):
+            model_kwargs = {**raw["model_kwargs"], **model_kwargs}
 
     if model_kwargs.get("model_config") is not None and info.family != "gpunet":
         raise UserError(f"a model config (--model-config) describes a GPUNet, but {info.name} is not one")

@@ -290,8 +290,10 @@ class Trainer:
             "num_classes": self.num_classes,
             "class_names": self.data.class_names,
             "model_kwargs": dict(self.cfg.model_kwargs),
+            # What validation really used, so classify.py and Triton preprocess as the reported accuracy did.
             "model_cfg": {**self.info.metadata(), "input_size": (3, self.image_size, self.image_size),
-                          "crop_pct": self.crop_pct, "mean": self.mean, "std": self.std},
+                          "crop_pct": self.crop_pct, "mean": self.mean, "std": self.std,
+                          "interpolation": self.cfg.val_interpolation or self.cfg.interpolation},
             "best_prec1": self.best_top1,
             "best_epoch": self.best_epoch,
             "epochs_since_best": self.epochs_since_best,

@@ -1,0 +1,140 @@
+"""Which TorchInductor settings make the fast path fastest: times one model at one batch size under several
+compile configurations (all BN-folded, fp16, channels_last, replayed as a CUDA graph), beside the plain
+graph-captured forward and timm's. This is the experiment behind `fast.FAST_COMPILE_OPTIONS`.
+
+    python benchmarks/explore_inductor.py --model gpunet-0 --batch-size 1 --configs default freezing ... --json F
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import traceback
+
+import torch
+
+from image_classification.benchmark import PEERS, _graphed, _plain, _time
+from image_classification.inference.fast import prepare_for_inference
+from image_classification.models import create_model, get_model_info
+
+CONFIGS = {
+    "default": ("default", {}),
+    "freezing": ("default", {"freezing": True}),
+    "freezing-1x1mm": ("default", {"freezing": True, "conv_1x1_as_mm": True}),
+    "1x1mm": ("default", {"conv_1x1_as_mm": True}),
+    "freezing-1x1mm-aggressive": ("default", {"freezing": True, "conv_1x1_as_mm": True, "aggressive_fusion": True}),
+    "autotune": ("max-autotune-no-cudagraphs", {"freezing": True}),
+    "autotune-1x1mm": ("max-autotune-no-cudagraphs", {"freezing": True, "conv_1x1_as_mm": True}),
+    "autotune-1x1mm-cd": ("max-autotune-no-cudagraphs", {"freezing": True, "conv_1x1_as_mm": True,
+                                                        "coordinate_descent_tuning": True}),
+}
+
+
+def kernel_kind(name: str) -> str:
+    n = name.lower()
+    if n.startswith("triton") or "triton_" in n:
+        return "triton (fused elementwise/reductions)"
+    if any(k in n for k in ("conv", "cudnn", "xmma", "implicit", "dgrad", "fprop", "depthwise")):
+        return "convolution (cuDNN)"
+    if any(k in n for k in ("gemm", "cutlass", "cublas", "sm90", "sm80", "gemv", "splitk")):
+        return "matmul (cuBLAS)"
+    return "other"
+
+
+def profile_replay(graph, replays: int = 20) -> dict:
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(replays):
+            graph.replay()
+        torch.cuda.synchronize()
+    kinds: dict[str, list[float]] = {}
+    count = 0
+    for evt in prof.events():
+        if evt.device_type == torch.autograd.DeviceType.CUDA:
+            count += 1
+            entry = kinds.setdefault(kernel_kind(evt.name), [0, 0.0])
+            entry[0] += 1
+            entry[1] += evt.device_time / 1e3
+    return {"kernels_per_forward": count / replays,
+            "by_kind": {k: {"kernels": c / replays, "ms": round(t / replays, 4)} for k, (c, t) in kinds.items()}}
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--model", required=True)
+    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--image-size", type=int, default=None)
+    p.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    p.add_argument("--baselines", nargs="*", default=["plain-graph", "folded-graph", "timm-graph", "timm-compile"])
+    p.add_argument("--iters", type=int, default=None)
+    p.add_argument("--json", required=True)
+    p.add_argument("--profile", action="store_true",
+                   help="profile the graph replay of each config: kernel count and GPU time by kernel kind")
+    args = p.parse_args()
+    info = get_model_info(args.model)
+    size = args.image_size or info.input_size
+    bs = args.batch_size
+    iters = args.iters or (300 if bs == 1 else 40)
+    device = torch.device("cuda")
+    torch.backends.cudnn.benchmark = True
+    x = torch.randn(bs, 3, size, size, device=device).half().contiguous(memory_format=torch.channels_last)
+    rows = []
+
+    def record(label, make):
+        torch.cuda.empty_cache()
+        t0 = time.perf_counter()
+        try:
+            run = make()
+            run(x)
+            torch.cuda.synchronize()
+        except Exception as exc:  # keep going: one failing configuration is a finding, not the end of the run
+            traceback.print_exc()
+            rows.append({"config": label, "error": f"{type(exc).__name__}: {exc}"[:500]})
+            return
+        setup = time.perf_counter() - t0
+        extra = {}
+        if getattr(run, "_graph", None) is not None:
+            # The floor: the graph alone, without the input copy and the float32 output copy a caller pays for.
+            extra["replay_only_ms"] = round(statistics.median(_time(lambda _: run._graph.replay(), x, 20, iters)), 4)
+            if args.profile:
+                extra["profile"] = profile_replay(run._graph)
+        times = sorted(_time(run, x, 20, iters))
+        med = statistics.median(times)
+        row = {"model": info.name, "batch": bs, "size": size, "config": label, "median_ms": round(med, 4),
+               "p10_ms": round(times[len(times) // 10], 4), "img_s": round(bs / med * 1e3, 1),
+               "setup_s": round(setup, 1), **extra}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        with open(args.json, "w") as f:
+            json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, f, indent=1)
+
+    for base in args.baselines:
+        if base == "plain-graph":
+            record(base, lambda: _graphed(_plain(create_model(info.name), device, "fp16", True), x))
+        elif base == "folded-graph":
+            record(base, lambda: prepare_for_inference(create_model(info.name), device=device, precision="fp16",
+                                                       cuda_graph=True, batch_size=bs, image_size=size))
+        elif base.startswith("timm") and info.name in PEERS["timm"]:
+            import timm
+
+            model = timm.create_model(PEERS["timm"][info.name])
+            if base == "timm-graph":
+                record(base, lambda m=model: _graphed(_plain(m, device, "fp16", True), x))
+            else:
+                def make(m=model):
+                    m = m.eval().to(device, torch.float16).to(memory_format=torch.channels_last)
+                    return _graphed(torch.inference_mode()(torch.compile(m)), x)
+                record(base, make)
+    for name in args.configs:
+        mode, options = CONFIGS[name]
+        record(name, lambda m=mode, o=options: prepare_for_inference(
+            create_model(info.name), device=device, precision="fp16", compile=m, compile_options=o,
+            cuda_graph=True, batch_size=bs, image_size=size))
+    print(json.dumps(rows), file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""Export an EfficientNet to ONNX for Triton or TensorRT, checked against PyTorch with onnxruntime.
+
+    python model2onnx.py --arch efficientnet-b0 --pretrained-from-file model.pth.tar [--output model.onnx]
+        [--image-size N] [-b N] [--opset 17] [--device cpu|cuda] [--precision fp32|fp16] [--trt BOOL]
+
+Unlike upstream's: inputs INPUT__0 and outputs OUTPUT__0 with a dynamic batch, opset 17 or later, no removed
+torch arguments, a default output name even without a checkpoint, preprocessing in the file's metadata, and an
+onnxruntime check before the file is written (--no-verify skips it). GPUNets: gpunet/model2onnx.py.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script from a checkout: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli_errors import ArgumentParser, run_cli  # noqa: E402
+from image_classification.export import onnx as onnx_export  # noqa: E402
+
+
+def add_model_arguments(p: ArgumentParser, g: argparse._ArgumentGroup) -> None:
+    p.add_bool_flag("--trt", group=g, default=None, metavar="BOOL",
+                    help="1x1-conv squeeze-excitation, TensorRT-friendly (default: the checkpoint's, else false); "
+                         "a real boolean, unlike upstream's")
+
+
+DIALECT = onnx_export.ExportDialect(
+    prog="model2onnx.py", family="efficientnet", default_arch="efficientnet-b0",
+    add_model_arguments=add_model_arguments, model_kwargs=("trt",),
+)
+
+
+def build_parser() -> ArgumentParser:
+    return onnx_export.build_parser(DIALECT)
+
+
+def main(argv=None) -> None:
+    onnx_export.run(build_parser().parse_args(argv), DIALECT)
+
+
+if __name__ == "__main__":
+    run_cli(main)

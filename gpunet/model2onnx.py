@@ -1,0 +1,46 @@
+"""Export a GPUNet to ONNX for Triton or TensorRT, checked against PyTorch with onnxruntime.
+
+    python model2onnx.py --arch gpunet-0 --pretrained-from-file 0.65ms.pth.tar [--output model.onnx]
+        [--image-size N] [-b N] [--opset 17] [--device cpu|cuda] [--precision fp32|fp16]
+
+Replaces upstream's `export_onnx` (opset 10, batch fixed at 1, unnamed tensors): inputs INPUT__0 and outputs
+OUTPUT__0 with a dynamic batch, opset 17 or later, preprocessing in the file's metadata, and an onnxruntime check
+before the file is written (--no-verify skips it). Build a TensorRT engine from the file with
+`python -m image_classification.export.tensorrt --onnx FILE` (upstream: trtexec --fp16 --workspace=10240).
+EfficientNets: efficientnet/model2onnx.py.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script from a checkout: make the repository importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common.cli_errors import ArgumentParser, run_cli  # noqa: E402
+from image_classification.export import onnx as onnx_export  # noqa: E402
+
+
+def add_model_arguments(p: ArgumentParser, g: argparse._ArgumentGroup) -> None:
+    g.add_argument("--model-config", "--model_config", dest="model_config", default=None, metavar="FILE",
+                   help="an upstream-format GPUNet JSON that replaces the built-in architecture "
+                        "(default: the checkpoint's)")
+
+
+DIALECT = onnx_export.ExportDialect(
+    prog="model2onnx.py", family="gpunet", default_arch="gpunet-0",
+    add_model_arguments=add_model_arguments, model_kwargs=("model_config",),
+)
+
+
+def build_parser() -> ArgumentParser:
+    return onnx_export.build_parser(DIALECT)
+
+
+def main(argv=None) -> None:
+    onnx_export.run(build_parser().parse_args(argv), DIALECT)
+
+
+if __name__ == "__main__":
+    run_cli(main)

@@ -1,0 +1,566 @@
+"""Classify image files with a trained model: the core of `efficientnet/classify.py` and `gpunet/classify.py`.
+
+    python classify.py --weights model_best.pth.tar --image cat.jpg [--image photos/ --image 'shots/*.png']
+
+For each image: its path on one line, then the top-k classes as `<class>: xx.x%` (descending); `--json` prints one
+JSON document instead. Differences from upstream's classify.py (which used 224 px, bilinear resizing and AMP for
+every arch, even with --cpu):
+- preprocessing comes from the model: the checkpoint's `model_cfg` (a model trained at 32 px is classified at
+  32 px), else the registry's metadata (image size, crop_pct, bicubic for EfficientNet and GPUNet, mean and std);
+- the architecture and the class count come from the checkpoint when it carries them;
+- class names: ImageNet's for 1000-class models, else the checkpoint's `class_names`, else `--labels`;
+- many images (files, directories, glob patterns) in batches; an unreadable one is reported and skipped;
+- on CPU the precision is FP32 (AMP on CPU is refused); on a GPU the inference fast path is used.
+
+`load_classifier()` is the importable API (Triton and tests reuse it).
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from common.cli_errors import ArgumentParser, UserError
+
+IMAGENET_CLASSES = 1000
+DEFAULT_TOPK = 5
+DEFAULT_BATCH = 32
+PRECISIONS = {"AMP": "fp16", "FP32": "fp32"}
+_GLOB_CHARS = set("*?[")
+
+
+# --- class names --------------------------------------------------------------------------------------------------
+
+
+def imagenet_class_names() -> list[str]:
+    """ImageNet-1k's human-readable names, in class-index order (shipped inside torchvision: nothing downloaded)."""
+    from torchvision.models import ResNet50_Weights
+
+    return list(ResNet50_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def read_labels(path: str | os.PathLike) -> list[str]:
+    """Class names from a file: one per line, a JSON list, or a JSON object {index: name or [wnid, name]}."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"labels file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"cannot read labels file {path}: {exc}") from None
+    stripped = text.strip()
+    if stripped.startswith(("[", "{")):
+        try:
+            data = json.loads(stripped)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"labels file {path} is not valid JSON: {exc}") from None
+        if isinstance(data, dict):
+            try:
+                items = sorted((int(k), v) for k, v in data.items())
+            except ValueError:
+                raise UserError(f"labels file {path}: a JSON object needs class indices as keys") from None
+            if [i for i, _ in items] != list(range(len(items))):
+                raise UserError(f"labels file {path}: the JSON object's keys must be the indices 0..{len(items) - 1}")
+            data = [v[-1] if isinstance(v, list) and v else v for _, v in items]
+        if not all(isinstance(v, (str, int, float)) for v in data):
+            raise UserError(f"labels file {path}: expected a JSON list of class names")
+        return [str(v) for v in data]
+    names = [line.strip() for line in text.splitlines()]
+    names = [n for n in names if n]
+    if not names:
+        raise UserError(f"labels file {path} is empty: expected one class name per line")
+    return names
+
+
+def _looks_like_wordnet_ids(names: Sequence[str]) -> bool:
+    return all(len(n) == 9 and n[0] == "n" and n[1:].isdigit() for n in names)
+
+
+def resolve_class_names(num_classes: int, checkpoint_names=None, labels=None) -> list[str]:
+    """`labels` (a file or a list) wins; 1000 classes get ImageNet's names (unless the checkpoint brings its own
+    names that are not WordNet ids); then the checkpoint's `class_names`; else `class <i>`."""
+    if labels is not None:
+        names = read_labels(labels) if isinstance(labels, (str, os.PathLike)) else [str(n) for n in labels]
+        if len(names) != num_classes:
+            source = f"labels file {labels}" if isinstance(labels, (str, os.PathLike)) else "the labels"
+            raise UserError(f"{source} has {len(names)} names but the model has {num_classes} classes")
+        return names
+    own = [str(n) for n in checkpoint_names] if isinstance(checkpoint_names, (list, tuple)) else None
+    if own is not None and len(own) != num_classes:
+        own = None  # names that do not match the classifier are not trusted
+    if num_classes == IMAGENET_CLASSES and (own is None or _looks_like_wordnet_ids(own)):
+        return imagenet_class_names()
+    if own is not None:
+        return own
+    return [f"class {i}" for i in range(num_classes)]
+
+
+# --- the classifier -----------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ClassifyPreprocessing:
+    """Resize to `resize_size` (shorter side), centre-crop `image_size`, then normalise with mean/std."""
+
+    image_size: int
+    crop_pct: float
+    interpolation: str
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    @property
+    def resize_size(self) -> int:
+        from image_classification.data.transforms import val_resize_size
+
+        return val_resize_size(self.image_size, self.crop_pct)
+
+    def as_dict(self) -> dict:
+        return {"input_size": (3, self.image_size, self.image_size), "resize_size": self.resize_size,
+                "crop_pct": self.crop_pct, "interpolation": self.interpolation, "mean": self.mean, "std": self.std}
+
+
+Prediction = tuple[str, int, float]  # (class name, class index, probability in [0, 1])
+
+
+class Classifier:
+    """A model ready for prediction with its preprocessing and class names; build it with `load_classifier`."""
+
+    def __init__(self, model: nn.Module, *, arch: str, class_names: list[str], preprocessing: ClassifyPreprocessing,
+                 device: torch.device, precision: str, predictor=None, checkpoint: Path | None = None,
+                 weights_used: str | None = None):
+        from image_classification.data.transforms import val_transform
+
+        self.model = model
+        self.arch = arch
+        self.class_names = class_names
+        self.num_classes = len(class_names)
+        self.preprocessing = preprocessing
+        self.device = device
+        self.precision = precision
+        self.checkpoint = checkpoint
+        self.weights_used = weights_used
+        self.fast = predictor is not None
+        self._predictor = predictor
+        self.transform = val_transform(preprocessing.image_size, crop_pct=preprocessing.crop_pct,
+                                       interpolation=preprocessing.interpolation)
+        self._mean = torch.tensor([255.0 * m for m in preprocessing.mean], device=device).view(1, 3, 1, 1)
+        self._inv_std = torch.tensor([1.0 / (255.0 * s) for s in preprocessing.std], device=device).view(1, 3, 1, 1)
+
+    # preprocessing
+    def load_image(self, image) -> torch.Tensor:
+        """A path or a PIL image -> the uint8 CHW crop (raises OSError/ValueError etc. for unreadable files)."""
+        from PIL import Image
+
+        from image_classification.data.folder import read_rgb
+
+        if isinstance(image, Image.Image):
+            image = image.convert("RGB")
+        else:
+            image = read_rgb(os.fspath(image))
+        return self.transform(image)
+
+    def normalise(self, batch: torch.Tensor) -> torch.Tensor:
+        """uint8 NCHW (any device) -> normalised float32 NCHW on the model's device."""
+        batch = batch.to(self.device, non_blocking=True)
+        return batch.float().sub_(self._mean).mul_(self._inv_std)
+
+    # inference
+    @torch.inference_mode()
+    def logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """Float32 logits of a uint8 NCHW batch of crops (as `load_image` returns them, stacked)."""
+        from .evaluate import autocast_context
+
+        images = self.normalise(batch)
+        if self._predictor is not None:
+            return self._predictor(images).float()
+        if self.device.type == "cuda":
+            images = images.contiguous(memory_format=torch.channels_last)
+        with autocast_context(self.device, self.precision):
+            return self.model(images).float()
+
+    def check_topk(self, topk: int) -> int:
+        if topk < 1:
+            raise UserError(f"topk must be at least 1, got {topk}")
+        if topk > self.num_classes:
+            raise UserError(f"topk {topk} is more than the model's {self.num_classes} classes: "
+                            f"ask for at most {self.num_classes}")
+        return topk
+
+    def predict_batch(self, batch: torch.Tensor, topk: int = DEFAULT_TOPK) -> list[list[Prediction]]:
+        topk = self.check_topk(topk)
+        probs = torch.softmax(self.logits(batch), dim=1)
+        values, indices = probs.topk(topk, dim=1)
+        values, indices = values.cpu().tolist(), indices.cpu().tolist()
+        return [[(self.class_names[i], i, p) for p, i in zip(vs, ix)] for vs, ix in zip(values, indices)]
+
+    def predict(self, images, topk: int = DEFAULT_TOPK, batch_size: int = DEFAULT_BATCH) -> list[list[Prediction]]:
+        """Top-k (class name, index, probability) for each path or PIL image, most probable first.
+
+        A single path or image is accepted too (a list of one result comes back). An unreadable file raises
+        UserError naming it; the CLI reads images itself to skip those instead.
+        """
+        from PIL import Image
+
+        if isinstance(images, (str, os.PathLike, Image.Image)):
+            images = [images]
+        images = list(images)
+        self.check_topk(topk)
+        out: list[list[Prediction]] = []
+        for start in range(0, len(images), batch_size):
+            crops = []
+            for item in images[start:start + batch_size]:
+                try:
+                    crops.append(self.load_image(item))
+                except Exception as exc:  # PIL raises many types for truncated or foreign files
+                    raise UserError(f"cannot read {item}: {_reason(exc, item)}") from None
+            out += self.predict_batch(torch.stack(crops), topk)
+        return out
+
+    def info(self) -> dict:
+        return {"arch": self.arch, "num_classes": self.num_classes, "device": str(self.device),
+                "precision": self.precision, "fast": self.fast, "checkpoint": str(self.checkpoint) if self.checkpoint
+                else None, "weights_used": self.weights_used, "preprocessing": self.preprocessing.as_dict()}
+
+
+def _reason(exc: BaseException, path=None) -> str:
+    from PIL import UnidentifiedImageError
+
+    if isinstance(exc, FileNotFoundError):
+        return "no such file"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, UnidentifiedImageError):
+        if isinstance(path, (str, os.PathLike)) and os.path.isfile(path) and os.path.getsize(path) == 0:
+            return "empty file"
+        return "not an image (or a format PIL cannot decode)"
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _classifier_width(model: nn.Module, state_dict: dict) -> int | None:
+    keys = tuple(getattr(model, "classifier_keys", ()))
+    if not keys:
+        return None
+    adapted = model.adapt_state_dict(state_dict) if hasattr(model, "adapt_state_dict") else state_dict
+    weight = adapted.get(keys[0])
+    return int(weight.shape[0]) if isinstance(weight, torch.Tensor) and weight.dim() >= 1 else None
+
+
+def _resolve_device(device) -> torch.device:
+    device = torch.device(device) if not isinstance(device, torch.device) else device
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("no CUDA device is available: run on the CPU (--cpu)")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
+def load_classifier(
+    arch: str | None = None,
+    weights: str | os.PathLike | None = None,
+    *,
+    device,
+    weights_kind: str = "auto",
+    pretrained: bool = False,
+    image_size: int | None = None,
+    crop_pct: float | None = None,
+    labels=None,
+    interpolation: str | None = None,
+    precision: str | None = None,
+    fast: bool | None = None,
+    compile: bool = False,
+    batch_size: int | None = None,
+) -> Classifier:
+    """Build `arch` (or the architecture the checkpoint names) with the weights of `weights` (any layout the loader
+    reads) or, with `pretrained`, the published weights from the torch hub cache.
+
+    weights_kind: auto (EMA when the checkpoint has it), ema or raw. The class count is the checkpoint's
+    `num_classes`, else its classifier's width. Preprocessing: the checkpoint's `model_cfg`, else the registry's
+    metadata; `image_size`, `crop_pct` and `interpolation` override. `labels`: a file or a list of names.
+    precision: "fp32" or "fp16" (autocast; default on CUDA; refused on CPU). fast (default: on CUDA): the inference
+    fast path (`inference.fast.prepare_for_inference`), with torch.compile when `compile` (compiled for
+    `batch_size` images when given).
+    """
+    from image_classification.models import create_model, get_model_info
+    from image_classification.models.checkpoint import (
+        WEIGHT_CHOICES,
+        cached_published_weights,
+        is_state_dict,
+        load_state_dict_checked,
+        read_checkpoint,
+        select_state_dict,
+        strip_prefixes,
+    )
+
+    from .validate import resolve_preprocessing
+
+    device = _resolve_device(device)
+    if weights_kind not in WEIGHT_CHOICES:
+        raise UserError(f"weights kind must be one of {', '.join(WEIGHT_CHOICES)}, got {weights_kind!r}")
+    precision = precision or ("fp16" if device.type == "cuda" else "fp32")
+    if precision not in ("fp16", "fp32"):
+        raise UserError(f"precision must be fp16 (AMP) or fp32, got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise UserError("AMP (fp16 autocast) needs a GPU: use FP32 on the CPU (--precision FP32)")
+    if weights is not None and pretrained:
+        raise UserError("give either a weights file or --pretrained, not both")
+    if weights is None and not pretrained:
+        raise UserError("no weights given: pass --weights CHECKPOINT (or --pretrained for the published weights)")
+
+    info = get_model_info(arch) if arch is not None else None
+    if pretrained:
+        if info is None:
+            raise UserError("--pretrained needs --arch: the published weights are looked up by model name")
+        weights = cached_published_weights(info)
+    path = Path(weights)
+    checkpoint = read_checkpoint(path)
+    plain = is_state_dict(checkpoint)
+    meta = {} if plain else checkpoint
+    named = meta.get("arch")
+    if isinstance(named, str):
+        try:
+            theirs = get_model_info(named).name
+        except UserError:
+            raise UserError(f"{path} holds weights of {named!r}, which is not a registered model") from None
+        if info is None:
+            info = get_model_info(theirs)
+        elif theirs != info.name:
+            raise UserError(f"{path} holds {theirs} weights, not {info.name}: pass --arch {theirs} (or omit --arch)")
+    if info is None:
+        raise UserError(f"{path} does not name its architecture: pass --arch NAME "
+                        "(python -m image_classification.models lists them)")
+    state_dict, which = select_state_dict(checkpoint, weights_kind, source=str(path))
+    state_dict = strip_prefixes(state_dict)
+
+    model_kwargs = meta.get("model_kwargs") if isinstance(meta.get("model_kwargs"), dict) else {}
+    num_classes = meta.get("num_classes")
+    if not isinstance(num_classes, int) or num_classes < 1:
+        probe = create_model(info.name, num_classes=IMAGENET_CLASSES, **model_kwargs)
+        num_classes = _classifier_width(probe, state_dict) or IMAGENET_CLASSES
+        model = probe if num_classes == IMAGENET_CLASSES else None
+    else:
+        model = None
+    if model is None:
+        model = create_model(info.name, num_classes=num_classes, **model_kwargs)
+    load_state_dict_checked(model, state_dict, source=str(path))
+    model.eval()
+
+    cfg = dict(getattr(model, "pretrained_cfg", None) or info.metadata())
+    model_cfg = meta.get("model_cfg")
+    if isinstance(model_cfg, dict):
+        cfg.update({k: v for k, v in model_cfg.items() if v is not None})
+    prep = resolve_preprocessing(cfg, img_size=image_size, crop_pct=crop_pct, interpolation=interpolation)
+    preprocessing = ClassifyPreprocessing(image_size=prep.img_size, crop_pct=prep.crop_pct,
+                                          interpolation=prep.interpolation, mean=prep.mean, std=prep.std)
+    class_names = resolve_class_names(num_classes, meta.get("class_names"), labels)
+
+    predictor = None
+    fast = device.type == "cuda" if fast is None else fast
+    if device.type == "cuda":
+        model.to(device)
+        if fast:
+            # The GPU fast path (BN folding, channels-last, optional torch.compile); only imported on a GPU.
+            from .fast import prepare_for_inference
+
+            predictor = prepare_for_inference(model, device=device, precision=precision, compile=compile or None,
+                                              batch_size=batch_size, image_size=preprocessing.image_size)
+        else:
+            model.to(memory_format=torch.channels_last)
+    elif compile:
+        raise UserError("--compile belongs to the GPU fast path; on the CPU the plain eval model runs")
+    return Classifier(model, arch=info.name, class_names=class_names, preprocessing=preprocessing, device=device,
+                      precision=precision, predictor=predictor, checkpoint=path, weights_used=which)
+
+
+# --- inputs -------------------------------------------------------------------------------------------------------
+
+
+def _is_image_name(name: str) -> bool:
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    return name.lower().endswith(IMG_EXTENSIONS)
+
+
+def _images_in(folder: str) -> list[str]:
+    found = []
+    for dirpath, dirnames, files in os.walk(folder, followlinks=True):
+        dirnames.sort()
+        found += [os.path.join(dirpath, f) for f in sorted(files) if _is_image_name(f)]
+    return sorted(found)
+
+
+def expand_inputs(items: Iterable[str]) -> list[str]:
+    """Files as given (tried even without an image extension); directories: every image file inside, sorted,
+    recursively; glob patterns: the image files (and directories) they match. A directory or a pattern that
+    yields no image is an error; a named file that does not exist is left for the reader to report."""
+    out: list[str] = []
+    for item in items:
+        item = os.fspath(item)
+        if os.path.isdir(item):
+            found = _images_in(item)
+            if not found:
+                raise UserError(f"no images in {item} (looked for image files, recursively)")
+        elif not os.path.exists(item) and _GLOB_CHARS & set(item):
+            found = []
+            for match in sorted(glob.glob(item, recursive=True)):
+                if os.path.isdir(match):
+                    found += _images_in(match)
+                elif _is_image_name(match):
+                    found.append(match)
+            if not found:
+                raise UserError(f"no image matches {item}")
+        else:
+            found = [item]
+        out += found
+    seen: set[str] = set()
+    return [p for p in out if not (p in seen or seen.add(p))]
+
+
+# --- command line -------------------------------------------------------------------------------------------------
+
+
+def positive_int(value: str) -> int:
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return n
+
+
+def build_parser(prog: str = "classify.py", description: str | None = None) -> ArgumentParser:
+    from image_classification.data.transforms import INTERPOLATIONS
+
+    p = ArgumentParser(prog=prog, description=description or __doc__,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", "-a", metavar="ARCH", default=None,
+                   help="registered model name or alias (default: the architecture the checkpoint names)")
+    p.add_argument("--weights", "--pretrained-from-file", dest="weights", metavar="FILE", default=None,
+                   help="checkpoint: ours, upstream's, timm's, NGC's or a plain state dict")
+    p.add_argument("--pretrained", action="store_true",
+                   help="the published (NGC) weights of --arch from the torch hub cache (nothing is downloaded)")
+    p.add_argument("--weights-kind", choices=("auto", "ema", "raw"), default="auto",
+                   help="which weights of a training checkpoint: auto (EMA when present), ema or raw")
+    p.add_argument("--image", "-i", dest="images", metavar="PATH", action="extend", nargs="+", required=True,
+                   help="image file, directory (every image inside, recursively) or glob pattern; repeatable")
+    p.add_argument("--topk", type=positive_int, default=None, metavar="K",
+                   help=f"classes shown per image (default {DEFAULT_TOPK}, or the class count when smaller; "
+                        "more than the class count is an error)")
+    p.add_argument("-b", "--batch-size", type=positive_int, default=DEFAULT_BATCH, metavar="N",
+                   help="images per forward pass")
+    p.add_argument("--precision", type=str.upper, choices=tuple(PRECISIONS), default=None,
+                   help="AMP (fp16 autocast; default on a GPU) or FP32 (default, and the only choice, on the CPU)")
+    p.add_argument("--cpu", action="store_true", help="run on the CPU (also the default without a GPU)")
+    p.add_argument("--image-size", type=positive_int, default=None, metavar="PX",
+                   help="crop size (default: the checkpoint's model_cfg, else the model's)")
+    p.add_argument("--crop-pct", type=float, default=None, metavar="F",
+                   help="centre-crop fraction: resize to image-size / crop-pct, then crop (default: the model's)")
+    p.add_argument("--interpolation", choices=tuple(INTERPOLATIONS), default=None,
+                   help="resize interpolation (default: the model's, bicubic for EfficientNet and GPUNet)")
+    p.add_argument("--labels", metavar="FILE", default=None,
+                   help="class names: one per line, or a JSON list (overrides the checkpoint's and ImageNet's)")
+    p.add_argument("--no-fast", dest="fast", action="store_false",
+                   help="on a GPU, run the plain eval model instead of the inference fast path")
+    p.add_argument("--compile", action="store_true", help="add torch.compile (GPU fast path)")
+    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    return p
+
+
+def _device_from_args(args) -> torch.device:
+    if args.cpu or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def _read_all(classifier: Classifier, paths: list[str], pool: ThreadPoolExecutor):
+    def read(path):
+        try:
+            return path, classifier.load_image(path), None
+        except Exception as exc:  # PIL raises many types for truncated or foreign files
+            return path, None, _reason(exc, path)
+
+    return list(pool.map(read, paths))
+
+
+def classify_paths(classifier: Classifier, paths: list[str], *, topk: int, batch_size: int,
+                   on_result, on_error) -> int:
+    """Classify `paths` in batches, calling on_result(path, predictions) or on_error(path, reason); returns the
+    number of unreadable images."""
+    errors = 0
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        for start in range(0, len(paths), batch_size):
+            read = _read_all(classifier, paths[start:start + batch_size], pool)
+            good = [(path, crop) for path, crop, _ in read if crop is not None]
+            for path, _, reason in read:
+                if reason is not None:
+                    errors += 1
+                    on_error(path, reason)
+            if good:
+                results = classifier.predict_batch(torch.stack([c for _, c in good]), topk)
+                for (path, _), preds in zip(good, results):
+                    on_result(path, preds)
+    return errors
+
+
+def format_text(path: str, predictions: list[Prediction]) -> str:
+    return "\n".join([path] + [f"{name}: {100.0 * p:.1f}%" for name, _, p in predictions])
+
+
+def run(args: argparse.Namespace) -> int:
+    device = _device_from_args(args)
+    precision = PRECISIONS[args.precision] if args.precision else None
+    if precision == "fp16" and device.type != "cuda":
+        why = "--cpu was given" if args.cpu else "no GPU is available"
+        raise UserError(f"--precision AMP needs a GPU ({why}): use --precision FP32 on the CPU")
+    if args.compile and not args.fast:
+        raise UserError("--compile belongs to the fast path: drop --no-fast or --compile")
+    paths = expand_inputs(args.images)
+    classifier = load_classifier(
+        args.arch, args.weights, device=device, weights_kind=args.weights_kind, pretrained=args.pretrained,
+        image_size=args.image_size, crop_pct=args.crop_pct, labels=args.labels, interpolation=args.interpolation,
+        precision=precision, fast=args.fast, compile=args.compile, batch_size=args.batch_size,
+    )
+    topk = min(DEFAULT_TOPK, classifier.num_classes) if args.topk is None else classifier.check_topk(args.topk)
+
+    documents = []
+
+    def on_result(path, preds):
+        if args.json:
+            documents.append({"image": path, "predictions": [
+                {"class": name, "index": index, "probability": prob} for name, index, prob in preds]})
+        else:
+            print(format_text(path, preds), flush=True)
+
+    def on_error(path, reason):
+        print(f"error: cannot read {path}: {reason}", file=sys.stderr, flush=True)
+
+    errors = classify_paths(classifier, paths, topk=topk, batch_size=args.batch_size, on_result=on_result,
+                            on_error=on_error)
+    if args.json:
+        print(json.dumps(documents, indent=2), flush=True)
+    return 1 if errors else 0
+
+
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer killed by `| head`
+
+
+def main(argv=None, *, prog: str = "classify.py", description: str | None = None) -> int:
+    args = build_parser(prog, description).parse_args(argv)
+    try:
+        return run(args)
+    except BrokenPipeError:  # the reader went away (`classify.py ... | head`): stop quietly
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail again
+        return EXIT_BROKEN_PIPE

@@ -1,0 +1,444 @@
+"""The fast inference path: BN folding, real half-precision weights, channels_last, torch.compile, CUDA graphs.
+
+Used by classify.py, the benchmark, launch.py's benchmark_inference and Triton's Python backend:
+
+    predictor = prepare_for_inference(model, device="cuda", precision="fp16", compile="default",
+                                      cuda_graph=True, batch_size=1, image_size=320)
+    logits = predictor(images)          # float32 NCHW images on any device -> float32 logits on `device`
+
+BN folding (`fold_batchnorm`) finds every Conv2d -> BatchNorm2d pair from the model's *data flow* (a torch.fx trace:
+the BN's input is the conv's output and nothing else reads that output), then rewrites those pairs in a deep copy
+of the model's own module tree: the conv gets the folded weight and a bias, the BN becomes `nn.Identity`. The copy
+keeps its class, methods, module names and `pretrained_cfg`, and accepts any batch size and resolution. A model
+that torch.fx cannot trace falls back to a walk that knows our blocks (consecutive conv/bn in an `nn.Sequential`,
+as `conv_bn_act` builds them, and GPUNet's named pairs such as `conv_pw`/`bn1`).
+
+Compiled artefacts are cached across processes: before compiling, `configure_compile_cache` points
+TORCHINDUCTOR_CACHE_DIR at `$IMAGE_CLASSIFICATION_CACHE/inductor` (default `~/.cache/image_classification/inductor`)
+unless the user already chose an inductor cache folder, so a second process reuses the compiled kernels (FX graph
+cache, autotuning results and Triton/C++ kernels) instead of recompiling from scratch.
+"""
+from __future__ import annotations
+
+import copy
+import os
+import time
+import warnings
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from common.cli_errors import UserError
+
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+FOLD_METHODS = ("auto", "fx", "modules")
+# Modes whose inductor configuration already records CUDA graphs (they would fight a manual capture).
+_CUDAGRAPH_COMPILE_MODES = ("reduce-overhead", "max-autotune")
+CACHE_ENV = "IMAGE_CLASSIFICATION_CACHE"
+
+
+# --- the compile cache --------------------------------------------------------------------------------------------
+
+
+def default_cache_root() -> Path:
+    """`$IMAGE_CLASSIFICATION_CACHE`, else `$XDG_CACHE_HOME/image_classification` (~/.cache/image_classification)."""
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        return Path(root).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg).expanduser() / "image_classification"
+
+
+def configure_compile_cache() -> Path:
+    """Point TorchInductor's on-disk cache at a stable folder, so compiled kernels outlive the process.
+
+    IMAGE_CLASSIFICATION_CACHE (set) always wins: `$IMAGE_CLASSIFICATION_CACHE/inductor`. Otherwise a
+    TORCHINDUCTOR_CACHE_DIR that the user set (anything but inductor's per-boot default under /tmp) is kept, and the
+    default is `~/.cache/image_classification/inductor`. Returns the folder in use.
+    """
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if os.environ.get(CACHE_ENV) or not current or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+        folder = default_cache_root() / "inductor"
+    else:
+        folder = Path(current)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the compile cache folder {folder}: {exc.strerror or exc}; "
+                        f"point {CACHE_ENV} at a writable folder") from None
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(folder)
+    # Caches on by default in recent PyTorch; say so explicitly for older ones.
+    from torch._inductor import config as inductor_config
+
+    for flag in ("fx_graph_cache", "autotune_local_cache"):
+        if hasattr(inductor_config, flag):
+            setattr(inductor_config, flag, True)
+    return folder
+
+
+# --- BatchNorm folding --------------------------------------------------------------------------------------------
+
+
+def _known_block_pairs() -> list[tuple[type, tuple[tuple[str, str], ...]]]:
+    """Conv/BN child names per block class, for models torch.fx cannot trace (subclasses share their base's)."""
+    from image_classification.models import gpunet
+
+    return [
+        (gpunet.Stem, (("conv", "bn"),)),
+        (gpunet.LargeStem, (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))),
+        (gpunet.Head, (("conv", "bn"),)),
+        (gpunet.DistillHead, (("conv", "bn"),)),
+        (gpunet.ConvBnAct, (("conv", "bn1"),)),
+        (gpunet.InvertedResidual, (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3"))),
+        (gpunet.EdgeResidual, (("conv_exp", "bn1"), ("conv_pwl", "bn2"))),
+    ]
+
+
+def _join(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _pairs_from_modules(model: nn.Module) -> list[tuple[str, str]]:
+    """(conv, bn) qualified names from the module tree: consecutive children of an nn.Sequential, and known blocks."""
+    known = _known_block_pairs()
+    pairs = []
+    for prefix, module in model.named_modules():
+        if isinstance(module, nn.Sequential):
+            children = list(module.named_children())
+            for (conv_name, conv), (bn_name, bn) in zip(children, children[1:]):
+                if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                    pairs.append((_join(prefix, conv_name), _join(prefix, bn_name)))
+            continue
+        for cls, names in known:
+            if isinstance(module, cls):
+                for conv_name, bn_name in names:
+                    if isinstance(getattr(module, conv_name, None), nn.Conv2d) and \
+                            isinstance(getattr(module, bn_name, None), nn.BatchNorm2d):
+                        pairs.append((_join(prefix, conv_name), _join(prefix, bn_name)))
+                break
+    return pairs
+
+
+def _pairs_from_fx(model: nn.Module) -> list[tuple[str, str]]:
+    """(conv, bn) qualified names where the traced graph feeds a conv's output to a BN and to nothing else."""
+    import torch.fx
+
+    graph = torch.fx.symbolic_trace(model).graph
+    modules = dict(model.named_modules())
+    calls: dict[str, int] = {}
+    for node in graph.nodes:
+        if node.op == "call_module":
+            calls[node.target] = calls.get(node.target, 0) + 1
+    pairs = []
+    for node in graph.nodes:
+        if node.op != "call_module" or not isinstance(modules.get(node.target), nn.BatchNorm2d) or not node.args:
+            continue
+        src = node.args[0]
+        if (isinstance(src, torch.fx.Node) and src.op == "call_module"
+                and isinstance(modules.get(src.target), nn.Conv2d) and len(src.users) == 1
+                and len(node.args) == 1 and not node.kwargs
+                and calls[src.target] == 1 and calls[node.target] == 1):  # a module called twice cannot be folded
+            pairs.append((src.target, node.target))
+    return pairs
+
+
+def _foldable(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> bool:
+    return (conv.out_channels == bn.num_features and bn.track_running_stats
+            and bn.running_mean is not None and bn.running_var is not None)
+
+
+@torch.no_grad()
+def _fold_pair(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
+    """conv(x) * s + t with s = gamma / sqrt(var + eps), t = beta - mean * s, computed in float64."""
+    dtype = conv.weight.dtype
+    # MPS has no float64; everywhere else, fold in double precision so the folded model loses nothing.
+    work = torch.float32 if conv.weight.device.type == "mps" else torch.float64
+    var, mean = bn.running_var.to(work), bn.running_mean.to(work)
+    gamma = bn.weight.to(work) if bn.weight is not None else torch.ones_like(var)
+    beta = bn.bias.to(work) if bn.bias is not None else torch.zeros_like(var)
+    scale = gamma * torch.rsqrt(var + bn.eps)
+    weight = conv.weight.to(work) * scale.reshape(-1, *([1] * (conv.weight.dim() - 1)))
+    bias = conv.bias.to(work) if conv.bias is not None else torch.zeros_like(mean)
+    bias = (bias - mean) * scale + beta
+    conv.weight.copy_(weight.to(dtype))
+    if conv.bias is None:
+        conv.bias = nn.Parameter(bias.to(dtype), requires_grad=conv.weight.requires_grad)
+    else:
+        conv.bias.copy_(bias.to(dtype))
+
+
+def _set_submodule(root: nn.Module, qualname: str, module: nn.Module) -> None:
+    parent_name, _, name = qualname.rpartition(".")
+    setattr(root.get_submodule(parent_name) if parent_name else root, name, module)
+
+
+def fold_batchnorm(model: nn.Module, *, strict: bool = True, method: str = "auto") -> nn.Module:
+    """An eval-mode copy of `model` with every BatchNorm2d folded into the Conv2d that feeds it.
+
+    The conv gets the folded weight and a bias, the BN is replaced by nn.Identity; `model` itself is not touched.
+    `method`: "fx" finds the pairs from a torch.fx trace (data flow), "modules" from the module tree (nn.Sequential
+    neighbours and our GPUNet blocks), "auto" tries fx and falls back to the module walk when the model cannot be
+    traced. A BatchNorm2d that follows no conv (or a conv whose output is also used elsewhere) cannot be folded:
+    `strict` raises a UserError naming it, otherwise it stays in place (still correct, in eval mode).
+    """
+    if method not in FOLD_METHODS:
+        raise ValueError(f"method must be one of {', '.join(FOLD_METHODS)}, got {method!r}")
+    folded = copy.deepcopy(model).eval()
+    if method == "modules":
+        pairs = _pairs_from_modules(folded)
+    else:
+        try:
+            pairs = _pairs_from_fx(folded)
+        except Exception as exc:  # fx raises many types (TraceError, TypeError, NotImplementedError, ...)
+            if method == "fx":
+                raise UserError(f"torch.fx cannot trace {type(model).__name__} ({exc}); fold with method='modules'")\
+                    from None
+            pairs = _pairs_from_modules(folded)
+    modules = dict(folded.named_modules())
+    for conv_name, bn_name in pairs:
+        conv, bn = modules[conv_name], modules[bn_name]
+        if isinstance(bn, nn.BatchNorm2d) and _foldable(conv, bn):
+            _fold_pair(conv, bn)
+            _set_submodule(folded, bn_name, nn.Identity())
+    left = [name for name, m in folded.named_modules() if isinstance(m, nn.BatchNorm2d)]
+    if left and strict:
+        shown = ", ".join(left[:4]) + (f", ... ({len(left) - 4} more)" if len(left) > 4 else "")
+        raise UserError(f"cannot fold {len(left)} BatchNorm2d layer(s) of {type(model).__name__} that follow no "
+                        f"convolution (or whose convolution output is used elsewhere): {shown}; "
+                        "run without BN folding")
+    return folded
+
+
+# --- the predictor ------------------------------------------------------------------------------------------------
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise UserError(f"unknown device {device!r}: {exc}") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"device {device} asked for, but no CUDA device is available: use device cpu")
+        if device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        elif device.index >= torch.cuda.device_count():
+            raise UserError(f"device {device} asked for, but only {torch.cuda.device_count()} CUDA device(s) exist")
+    return device
+
+
+def _resolve_compile_mode(compile) -> str | None:
+    if compile is None or compile is False:
+        return None
+    if compile is True:
+        return "default"
+    if not isinstance(compile, str):
+        raise UserError(f"compile must be None/False (off), True or a torch.compile mode name, got {compile!r}")
+    modes = list(torch._inductor.list_mode_options())
+    if compile not in modes:
+        raise UserError(f"unknown torch.compile mode {compile!r}; choose from {', '.join(modes)}")
+    return compile
+
+
+def _image_size(model: nn.Module, image_size: int | None) -> int | None:
+    if image_size is not None:
+        return int(image_size)
+    size = getattr(model, "pretrained_cfg", {}).get("input_size")
+    return int(size[-1]) if size else None
+
+
+class Predictor:
+    """`predictor(images) -> float32 logits` on `predictor.device`, from a prepared model.
+
+    Images may be float tensors of shape (N, C, H, W) on any device, in any layout; they are moved to the device,
+    cast to the model's precision and made channels_last as needed. With a CUDA graph, inputs of the captured shape
+    replay the graph; any other shape runs the (compiled or eager) model uncaptured, which is correct but slower
+    (`graph_misses` counts those calls).
+    """
+
+    def __init__(self, model: nn.Module, *, device: torch.device, precision: str, channels_last: bool,
+                 compile_mode: str | None, bn_folded: bool):
+        self.model = model
+        self.device = device
+        self.precision = precision
+        self.dtype = PRECISIONS[precision]
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.compile_mode = compile_mode
+        self.compile_seconds: float | None = None
+        self.bn_folded = bn_folded
+        self.graph_shape: tuple[int, ...] | None = None
+        self.graph_misses = 0
+        self._graph: torch.cuda.CUDAGraph | None = None
+        self._static_input: torch.Tensor | None = None
+        self._static_output: torch.Tensor | None = None
+
+    @property
+    def pretrained_cfg(self) -> dict:
+        return getattr(self.model, "pretrained_cfg", {})
+
+    @property
+    def cuda_graph(self) -> bool:
+        return self._graph is not None
+
+    @staticmethod
+    def check_input(images: torch.Tensor) -> None:
+        if not isinstance(images, torch.Tensor):
+            raise TypeError(f"expected a torch.Tensor of images, got {type(images).__name__}")
+        if images.dim() != 4:
+            raise ValueError(f"expected images of shape (N, C, H, W), got shape {tuple(images.shape)}")
+        if not images.is_floating_point():
+            raise ValueError(f"expected normalised float images, got {images.dtype}")
+
+    def prepare_input(self, images: torch.Tensor) -> torch.Tensor:
+        """`images` on the model's device, in its dtype and memory format (a no-op when they already are)."""
+        self.check_input(images)
+        return images.to(self.device, self.dtype, non_blocking=True, memory_format=self.memory_format)
+
+    def _forward(self, images: torch.Tensor) -> torch.Tensor:
+        x = self.prepare_input(images)
+        if self.compile_mode and self.compile_seconds is None:  # first call compiles: time it
+            start = time.perf_counter()
+            out = self.model(x)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.compile_seconds = time.perf_counter() - start
+            return out
+        return self.model(x)
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            if self._graph is not None:
+                if tuple(images.shape) == self.graph_shape:
+                    self.check_input(images)
+                    self._static_input.copy_(images)  # casts, moves and re-lays out in one copy
+                    self._graph.replay()
+                    return self._static_output.to(torch.float32, copy=True)
+                self.graph_misses += 1
+            return self._forward(images).float()
+
+    def capture(self, batch_size: int, image_size: int, warmup: int = 3) -> None:
+        """Capture one forward for a fixed (batch_size, 3, image_size, image_size) input in a CUDA graph."""
+        if self.device.type != "cuda":
+            raise UserError("CUDA graphs need a CUDA device")
+        shape = (batch_size, 3, image_size, image_size)
+        static_input = torch.zeros(shape, device=self.device, dtype=self.dtype).contiguous(
+            memory_format=self.memory_format)
+        with torch.inference_mode(), torch.cuda.device(self.device):
+            # Warm up on a side stream (cuDNN autotuning, lazy init, compilation) so the capture sees steady state.
+            side = torch.cuda.Stream(self.device)
+            side.wait_stream(torch.cuda.current_stream(self.device))
+            with torch.cuda.stream(side):
+                for _ in range(max(1, warmup)):
+                    self._forward(static_input)
+            torch.cuda.current_stream(self.device).wait_stream(side)
+            torch.cuda.synchronize(self.device)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                static_output = self.model(static_input)
+            torch.cuda.synchronize(self.device)
+        self._graph, self._static_input, self._static_output = graph, static_input, static_output
+        self.graph_shape = shape
+
+    def __repr__(self) -> str:
+        arch = self.pretrained_cfg.get("architecture", type(self.model).__name__)
+        return (f"Predictor({arch}, device={self.device}, precision={self.precision}, "
+                f"channels_last={self.memory_format is torch.channels_last}, bn_folded={self.bn_folded}, "
+                f"compile={self.compile_mode}, cuda_graph={self.graph_shape})")
+
+
+def _compile(model: nn.Module, mode: str, options: dict | None):
+    """torch.compile with a mode and extra inductor options (torch.compile itself takes one or the other)."""
+    if not options:
+        return torch.compile(model, mode=mode)  # attribute lookups (pretrained_cfg) reach `model`
+    from torch._inductor import config as inductor_config
+
+    unknown = sorted(k for k in options if not hasattr(inductor_config, k.split(".")[0]))
+    if unknown:
+        raise UserError(f"unknown TorchInductor option(s): {', '.join(unknown)}")
+    merged = {**torch._inductor.list_mode_options(mode), **options}
+    return torch.compile(model, options=merged)
+
+
+def prepare_for_inference(
+    model: nn.Module,
+    *,
+    device: str | torch.device,
+    precision: str = "fp16",
+    channels_last: bool = True,
+    fold_bn: bool = True,
+    compile: str | bool | None = None,
+    compile_options: dict | None = None,
+    cuda_graph: bool = False,
+    batch_size: int | None = None,
+    image_size: int | None = None,
+) -> Predictor:
+    """A `Predictor` around an optimised eval-mode copy of `model` (`model` itself is not modified).
+
+    - fold_bn: fold every BatchNorm2d into its conv (`fold_batchnorm`; a BN that cannot be folded stays, with a
+      warning).
+    - precision: fp16/bf16 convert the weights themselves (no autocast); fp16 needs CUDA, bf16 also runs on CPU.
+    - channels_last: weights and inputs in NHWC.
+    - compile: None/False (off), True ("default") or a torch.compile mode ("default", "max-autotune-no-cudagraphs",
+      ...). With a known shape (batch_size or 1, image_size or the model's pretrained_cfg input size) the model is
+      compiled here and `compile_seconds` records how long that took; otherwise the first call compiles (and is
+      timed). Compiled kernels are cached on disk (see `configure_compile_cache`).
+    - compile_options: TorchInductor settings on top of the mode's (e.g. {"freezing": True}); see
+      `FAST_COMPILE_OPTIONS` for the ones the fast path uses.
+    - cuda_graph: capture one forward for (batch_size, 3, image_size, image_size) into a CUDA graph with a static
+      input buffer; inputs of other shapes run uncaptured. Needs CUDA and batch_size; modes that record their own
+      CUDA graphs ("reduce-overhead", "max-autotune") cannot be combined with it.
+    On CUDA, cuDNN's autotuner (torch.backends.cudnn.benchmark) is switched on: the shapes of inference repeat.
+    """
+    if precision not in PRECISIONS:
+        raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    device = _resolve_device(device)
+    mode = _resolve_compile_mode(compile)
+    if device.type == "cpu" and precision == "fp16":
+        raise UserError("fp16 inference needs a CUDA device (PyTorch's CPU kernels are slow or missing in fp16): "
+                        "use precision fp32 (or bf16) on CPU")
+    if cuda_graph:
+        if device.type != "cuda":
+            raise UserError(f"CUDA graphs need a CUDA device, not {device}: drop the CUDA graph option on CPU")
+        if batch_size is None or batch_size < 1:
+            raise UserError("a CUDA graph is captured for one input shape: give the batch size to capture")
+        if mode in _CUDAGRAPH_COMPILE_MODES:
+            raise UserError(f"torch.compile mode {mode!r} records its own CUDA graphs: combine the CUDA graph option "
+                            "with mode 'default' or 'max-autotune-no-cudagraphs' instead")
+    size = _image_size(model, image_size)
+    if cuda_graph and size is None:
+        raise UserError("a CUDA graph is captured for one input shape: give the image size to capture")
+
+    if fold_bn:
+        prepared = fold_batchnorm(model, strict=False)
+        left = [name for name, m in prepared.named_modules() if isinstance(m, nn.BatchNorm2d)]
+        if left:
+            warnings.warn(f"{len(left)} BatchNorm2d layer(s) follow no convolution and stay unfolded: "
+                          f"{', '.join(left[:4])}", stacklevel=2)
+    else:
+        prepared = copy.deepcopy(model).eval()
+    for p in prepared.parameters():
+        p.requires_grad_(False)
+    prepared = prepared.to(device=device, dtype=PRECISIONS[precision])
+    if channels_last:
+        prepared = prepared.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+
+    runner = prepared
+    if mode is not None:
+        configure_compile_cache()
+        runner = _compile(prepared, mode, compile_options)
+    predictor = Predictor(runner, device=device, precision=precision, channels_last=channels_last,
+                          compile_mode=mode, bn_folded=fold_bn)
+    predictor.eager_model = prepared  # the uncompiled module, for inspection (same weights)
+    if mode is not None and size is not None:
+        # Compile now, for the shape that will run, so the time shows up here and not in the first request.
+        example = torch.zeros(batch_size or 1, 3, size, size)
+        with torch.inference_mode():
+            predictor._forward(predictor.prepare_input(example))
+    if cuda_graph:
+        predictor.capture(batch_size, size)
+    return predictor
