@@ -15,7 +15,7 @@ import traceback
 
 import torch
 
-from image_classification.benchmark import PEERS, _graphed, _plain, _time
+from image_classification.benchmark import PEERS, _graphed, _plain, _time, profile_replay
 from image_classification.inference.fast import prepare_for_inference
 from image_classification.models import create_model, get_model_info
 
@@ -25,41 +25,14 @@ CONFIGS = {
     "freezing-1x1mm": ("default", {"freezing": True, "conv_1x1_as_mm": True}),
     "1x1mm": ("default", {"conv_1x1_as_mm": True}),
     "freezing-1x1mm-aggressive": ("default", {"freezing": True, "conv_1x1_as_mm": True, "aggressive_fusion": True}),
+    # Autotune only the GEMMs (1x1 convolutions): Triton templates can fuse bias, activation and residual epilogues.
+    "autotune-gemm": ("default", {"freezing": True, "conv_1x1_as_mm": True, "max_autotune_gemm": True,
+                                  "max_autotune_gemm_backends": "ATEN,TRITON"}),
     "autotune": ("max-autotune-no-cudagraphs", {"freezing": True}),
     "autotune-1x1mm": ("max-autotune-no-cudagraphs", {"freezing": True, "conv_1x1_as_mm": True}),
     "autotune-1x1mm-cd": ("max-autotune-no-cudagraphs", {"freezing": True, "conv_1x1_as_mm": True,
                                                         "coordinate_descent_tuning": True}),
 }
-
-
-def kernel_kind(name: str) -> str:
-    n = name.lower()
-    if n.startswith("triton") or "triton_" in n:
-        return "triton (fused elementwise/reductions)"
-    if any(k in n for k in ("conv", "cudnn", "xmma", "implicit", "dgrad", "fprop", "depthwise")):
-        return "convolution (cuDNN)"
-    if any(k in n for k in ("gemm", "cutlass", "cublas", "sm90", "sm80", "gemv", "splitk")):
-        return "matmul (cuBLAS)"
-    return "other"
-
-
-def profile_replay(graph, replays: int = 20) -> dict:
-    from torch.profiler import ProfilerActivity, profile
-
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
-        for _ in range(replays):
-            graph.replay()
-        torch.cuda.synchronize()
-    kinds: dict[str, list[float]] = {}
-    count = 0
-    for evt in prof.events():
-        if evt.device_type == torch.autograd.DeviceType.CUDA:
-            count += 1
-            entry = kinds.setdefault(kernel_kind(evt.name), [0, 0.0])
-            entry[0] += 1
-            entry[1] += evt.device_time / 1e3
-    return {"kernels_per_forward": count / replays,
-            "by_kind": {k: {"kernels": c / replays, "ms": round(t / replays, 4)} for k, (c, t) in kinds.items()}}
 
 
 def main():

@@ -3,12 +3,15 @@
     python -m image_classification.benchmark --model efficientnet-b0 --batch-size 1 256 \\
         --modes eager channels_last folded graph compile compile-graph --peers timm torchvision --json out.json
 
-Modes build on each other the way a deployment would: `eager` (the model as trained, at --precision),
-`channels_last`, `folded` (BatchNorm folded into the convolutions), `graph` (folded, replayed as one CUDA graph),
-`compile` (folded + torch.compile), `compile-graph` (both: the fast path), `onnxruntime`, `tensorrt` (when
-installed) and `aoti` (an AOTInductor package). Each is warmed up, then timed as the median of many CUDA-event
-(or wall-clock, on the CPU) measurements; peak GPU memory is recorded. Peers (timm, torchvision) are timed in the
-eager and graph modes, as the reference figures in the README were.
+Modes build on each other the way a deployment would, all with weights in --precision: `eager` (the model as
+trained), `channels_last`, `graph` (channels_last, replayed as one CUDA graph: the plain graph-captured forward),
+`folded` (BatchNorm folded into the convolutions), `folded-graph`, `compile` (folded + torch.compile),
+`compile-graph` (folded + compiled + CUDA graph), `fast` (the fast path that classify.py, launch.py's
+evaluate/benchmark_inference and Triton run: compile-graph with `fast_compile_options`), `onnxruntime`, `tensorrt`
+(when installed) and `aoti` (an AOTInductor package). Each is warmed up, then timed as the median of many CUDA-event
+(or wall-clock, on the CPU) measurements of one call (graph modes include copying the input into the captured
+buffer); peak GPU memory is recorded. Peers (timm, torchvision) run eager, channels_last, graph, compile and
+compile-graph (no BN folding: that is this project's).
 """
 from __future__ import annotations
 
@@ -26,14 +29,12 @@ import torch.nn as nn
 
 from common.cli_errors import ArgumentParser, UserError, run_cli
 
-MODES = ("eager", "channels_last", "folded", "graph", "compile", "compile-graph", "onnxruntime", "tensorrt", "aoti")
-PEER_MODES = ("eager", "graph")
+MODES = ("eager", "channels_last", "graph", "folded", "folded-graph", "compile", "compile-graph", "fast",
+         "onnxruntime", "tensorrt", "aoti")
+PEER_MODES = ("eager", "channels_last", "graph", "compile", "compile-graph")
 # timm's and torchvision's names for the same architectures (GPUNet has no peer there).
 PEERS = {
-    "timm": {"efficientnet-b0": "efficientnet_b0", "efficientnet-b1": "efficientnet_b1",
-             "efficientnet-b2": "efficientnet_b2", "efficientnet-b3": "efficientnet_b3",
-             "efficientnet-b4": "efficientnet_b4", "efficientnet-b5": "efficientnet_b5",
-             "efficientnet-b6": "efficientnet_b6", "efficientnet-b7": "efficientnet_b7"},
+    "timm": {f"efficientnet-b{i}": f"efficientnet_b{i}" for i in range(8)},
     "torchvision": {f"efficientnet-b{i}": f"efficientnet_b{i}" for i in range(8)},
 }
 
@@ -52,6 +53,7 @@ class Timing:
     peak_memory_gib: float | None
     setup_s: float
     note: str = ""
+    profile: dict | None = None
 
 
 def _dtype(precision: str) -> torch.dtype:
@@ -78,6 +80,37 @@ def _time(fn, x: torch.Tensor, warmup: int, iters: int) -> list[float]:
         fn(x)
         out.append((time.perf_counter() - t0) * 1e3)
     return out
+
+
+def kernel_kind(name: str) -> str:
+    n = name.lower()
+    if n.startswith("triton") or "triton_" in n:
+        return "triton (fused elementwise/reductions)"
+    if any(k in n for k in ("conv", "cudnn", "xmma", "implicit", "dgrad", "fprop", "depthwise")):
+        return "convolution (cuDNN)"
+    if any(k in n for k in ("gemm", "cutlass", "cublas", "sm90", "sm80", "gemv", "splitk")):
+        return "matmul (cuBLAS)"
+    return "other"
+
+
+def profile_replay(graph, replays: int = 20) -> dict:
+    """Kernels per forward and GPU time by kernel kind, from replaying a captured CUDA graph under the profiler."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(replays):
+            graph.replay()
+        torch.cuda.synchronize()
+    kinds: dict[str, list[float]] = {}
+    count = 0
+    for evt in prof.events():
+        if evt.device_type == torch.autograd.DeviceType.CUDA:
+            count += 1
+            entry = kinds.setdefault(kernel_kind(evt.name), [0, 0.0])
+            entry[0] += 1
+            entry[1] += evt.device_time / 1e3
+    return {"kernels_per_forward": count / replays,
+            "by_kind": {k: {"kernels": c / replays, "ms": round(t / replays, 4)} for k, (c, t) in kinds.items()}}
 
 
 def _plain(model: nn.Module, device, precision: str, channels_last: bool):
@@ -116,23 +149,24 @@ def _graphed(fn, x: torch.Tensor):
 
 def build_runner(model: nn.Module, mode: str, *, device, precision: str, example: torch.Tensor, compile_mode: str,
                  workdir: Path):
-    """A callable for one mode, and a note (e.g. why a mode could not run)."""
-    from image_classification.inference.fast import prepare_for_inference
+    """A callable for one mode of this project's model."""
+    from image_classification.inference.fast import fast_predictor, prepare_for_inference
 
     cuda = device.type == "cuda"
-    if mode in ("graph", "compile-graph") and not cuda:
-        raise UserError(f"mode {mode} needs a GPU")
-    if mode == "eager":
-        return _plain(model, device, precision, channels_last=False)
-    if mode == "channels_last":
-        return _plain(model, device, precision, channels_last=True)
-    if mode in ("folded", "graph", "compile", "compile-graph"):
-        predictor = prepare_for_inference(
+    if mode.endswith("graph") or mode == "fast":
+        if not cuda:
+            raise UserError(f"mode {mode} needs a GPU")
+    if mode in ("eager", "channels_last", "graph"):
+        return peer_runner(model, mode, device=device, precision=precision, example=example, compile_mode=compile_mode)
+    if mode == "fast":
+        return fast_predictor(model, device=device, precision=precision, batch_size=example.shape[0],
+                              image_size=example.shape[-1], log=None)
+    if mode in ("folded", "folded-graph", "compile", "compile-graph"):
+        return prepare_for_inference(
             model, device=device, precision=precision, channels_last=True, fold_bn=True,
             compile=compile_mode if mode.startswith("compile") else None,
             cuda_graph=mode.endswith("graph"), batch_size=example.shape[0], image_size=example.shape[-1],
         )
-        return predictor
     if mode == "onnxruntime":
         from image_classification.export.onnx import export_onnx
 
@@ -182,21 +216,29 @@ def _peer_model(source: str, name: str) -> nn.Module:
     return getattr(torchvision.models, PEERS["torchvision"][name])(weights=None)
 
 
-def peer_runner(model: nn.Module, mode: str, *, device, precision: str, example: torch.Tensor):
-    """timm/torchvision models as the README's reference figures were taken: eager, or graph-captured."""
+def peer_runner(model: nn.Module, mode: str, *, device, precision: str, example: torch.Tensor,
+                compile_mode: str = "default"):
+    """A model as it comes (timm's, torchvision's, or ours unfolded): eager, channels_last, graph-captured, compiled."""
+    if mode.endswith("graph") and device.type != "cuda":
+        raise UserError(f"mode {mode} needs a GPU")
     if mode == "eager":
         return _plain(model, device, precision, channels_last=False)
-    if mode == "channels_last":
-        return _plain(model, device, precision, channels_last=True)
-    if mode == "graph":
-        if device.type != "cuda":
-            raise UserError("mode graph needs a GPU")
-        return _graphed(_plain(model, device, precision, channels_last=True), example)
-    raise UserError(f"peers are timed in eager, channels_last or graph mode, not {mode}")
+    if mode in ("channels_last", "graph"):
+        run = _plain(model, device, precision, channels_last=True)
+        return _graphed(run, example) if mode == "graph" else run
+    if mode in ("compile", "compile-graph"):
+        from image_classification.inference.fast import configure_compile_cache
+
+        configure_compile_cache()
+        compiled = torch.compile(model.eval().to(device, dtype=_dtype(precision)).to(
+            memory_format=torch.channels_last), mode=compile_mode)
+        run = torch.inference_mode()(compiled)
+        return _graphed(run, example) if mode == "compile-graph" else run
+    raise UserError(f"peers are timed in {', '.join(PEER_MODES)}, not {mode}")
 
 
 def measure(source: str, model_name: str, mode: str, make_runner, *, batch_size: int, image_size: int,
-            precision: str, device: torch.device, warmup: int, iters: int) -> Timing:
+            precision: str, device: torch.device, warmup: int, iters: int, profile_graphs: bool = False) -> Timing:
     x = torch.randn(batch_size, 3, image_size, image_size, device=device).to(_dtype(precision))
     if mode != "eager":
         x = x.contiguous(memory_format=torch.channels_last)
@@ -213,9 +255,11 @@ def measure(source: str, model_name: str, mode: str, make_runner, *, batch_size:
     median = statistics.median(times)
     p90 = times[min(len(times) - 1, int(0.9 * len(times)))]
     peak = torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
+    graph = getattr(runner, "_graph", None)
+    profile = profile_replay(graph) if profile_graphs and graph is not None else None
     return Timing(source, model_name, mode, batch_size, image_size, precision, round(median, 4), round(p90, 4),
                   round(batch_size / median * 1e3, 1), round(peak, 3) if peak is not None else None,
-                  round(setup, 2), getattr(runner, "note", ""))
+                  round(setup, 2), getattr(runner, "note", ""), profile)
 
 
 def format_table(rows: list[Timing]) -> str:
@@ -236,15 +280,17 @@ def main(argv=None):
     p.add_argument("--model", "-m", nargs="+", default=["efficientnet-b0"], help="registered model name(s)")
     p.add_argument("--batch-size", "-b", type=int, nargs="+", default=[1, 256])
     p.add_argument("--image-size", type=int, default=None, help="resolution (default: each model's)")
-    p.add_argument("--modes", nargs="+", default=["eager", "folded", "graph", "compile-graph"], choices=MODES)
+    p.add_argument("--modes", nargs="+", default=["eager", "graph", "fast"], choices=MODES)
     p.add_argument("--precision", default=None, choices=("fp16", "bf16", "fp32"),
                    help="default: fp16 on a GPU, fp32 on the CPU")
     p.add_argument("--peers", nargs="*", default=[], choices=tuple(PEERS), help="also time timm/torchvision")
-    p.add_argument("--peer-modes", nargs="+", default=list(PEER_MODES), choices=("eager", "channels_last", "graph"))
+    p.add_argument("--peer-modes", nargs="+", default=["eager", "graph", "compile-graph"], choices=PEER_MODES)
     p.add_argument("--compile-mode", default="default", help="torch.compile mode for the compile modes")
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--iters", type=int, default=None, help="timed calls (default: 200 at batch 1, 50 above)")
     p.add_argument("--cpu", action="store_true", help="benchmark on the CPU")
+    p.add_argument("--profile", action="store_true",
+                   help="for graph modes: kernels per forward and GPU time by kernel kind (printed and in the JSON)")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
     args = p.parse_args(argv)
 
@@ -264,12 +310,14 @@ def main(argv=None):
             size = args.image_size or info.input_size
             for bs in args.batch_size:
                 common = dict(batch_size=bs, image_size=size, precision=precision, device=device,
-                              warmup=args.warmup, iters=args.iters or (200 if bs == 1 else 50))
+                              warmup=args.warmup, iters=args.iters or (200 if bs == 1 else 50),
+                              profile_graphs=args.profile)
                 jobs = [("ours", info.name, mode, lambda x, m=mode, n=info.name: build_runner(
                     create_model(n), m, device=device, precision=precision, example=x,
                     compile_mode=args.compile_mode, workdir=Path(tmp))) for mode in args.modes]
                 jobs += [(source, PEERS[source][info.name], mode, lambda x, s=source, m=mode, n=info.name: peer_runner(
-                    _peer_model(s, n), m, device=device, precision=precision, example=x))
+                    _peer_model(s, n), m, device=device, precision=precision, example=x,
+                    compile_mode=args.compile_mode))
                     for source in args.peers if info.name in PEERS[source] for mode in args.peer_modes]
                 for source, label, mode, make in jobs:
                     try:
@@ -278,6 +326,8 @@ def main(argv=None):
                         print(f"skipped {source} {label} {mode} batch {bs}: {exc}", file=sys.stderr, flush=True)
                         continue
                     print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+                    if rows[-1].profile:
+                        print(f"    profile: {json.dumps(rows[-1].profile)}", flush=True)
     print()
     print(f"{meta['device']}, torch {meta['torch']}, {meta['date']}")
     print(format_table(rows))

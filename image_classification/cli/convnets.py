@@ -116,6 +116,11 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
     p.add_argument("--cpu", action="store_true", help="[ext] run on the CPU even if a GPU is present")
     p.add_argument("--deterministic", action="store_true",
                    help="[ext] deterministic GPU kernels, so a seeded run repeats bit for bit (slower)")
+    p.add_argument("--no-fast", action="store_false", dest="fast_inference",
+                   help="[ext] --evaluate/benchmark_inference on a GPU: time the plain model (autocast), not the fast "
+                        "path (BN folded, weights in fp16, channels_last, torch.compile, CUDA graph)")
+    p.add_argument("--no-compile", action="store_false", dest="inference_compile",
+                   help="[ext] the fast path without torch.compile (no compile time; slower)")
     p.add_argument("--dry-run", action="store_true", help="[ext] print the resolved configuration and exit")
     # GPUNet's recipes in this dialect: timm's step decay, warmup start, random erasing, distillation.
     p.add_argument("--lr-decay-epochs", type=float, default=None, metavar="E",
@@ -176,6 +181,7 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
         early_stopping_patience=args.early_stopping_patience, precision=precision,
         static_loss_scale=args.static_loss_scale, memory_format=args.memory_format,
         device="cpu" if args.cpu else "auto", deterministic=args.deterministic, seed=args.seed,
+        fast_inference=args.fast_inference, inference_compile=args.inference_compile,
         print_freq=args.print_freq, prof=args.prof,
         evaluate=args.evaluate, training_only=args.training_only, save_checkpoints=args.save_checkpoints,
         checkpoint_filename=args.checkpoint_filename, gather_checkpoints=args.gather_checkpoints,

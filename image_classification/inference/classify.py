@@ -279,7 +279,7 @@ def load_classifier(
     interpolation: str | None = None,
     precision: str | None = None,
     fast: bool | None = None,
-    compile: bool = False,
+    compile: bool = True,
     batch_size: int | None = None,
 ) -> Classifier:
     """Build `arch` (or the architecture the checkpoint names) with the weights of `weights` (any layout the loader
@@ -289,8 +289,8 @@ def load_classifier(
     `num_classes`, else its classifier's width. Preprocessing: the checkpoint's `model_cfg`, else the registry's
     metadata; `image_size`, `crop_pct` and `interpolation` override. `labels`: a file or a list of names.
     precision: "fp32" or "fp16" (autocast; default on CUDA; refused on CPU). fast (default: on CUDA): the inference
-    fast path (`inference.fast.prepare_for_inference`), with torch.compile when `compile` (compiled for
-    `batch_size` images when given).
+    fast path (`inference.fast.fast_predictor`: BN folded, fp16 weights, channels_last, torch.compile unless
+    `compile` is False, a CUDA graph for `batch_size` images; smaller batches are padded into it).
     """
     from image_classification.models import create_model, get_model_info
     from image_classification.models.checkpoint import (
@@ -370,15 +370,14 @@ def load_classifier(
     if device.type == "cuda":
         model.to(device)
         if fast:
-            # The GPU fast path (BN folding, channels-last, optional torch.compile); only imported on a GPU.
-            from .fast import prepare_for_inference
+            # The GPU fast path; only imported on a GPU. Its one line (compile time) goes to stderr: stdout is results.
+            from .fast import fast_predictor
 
-            predictor = prepare_for_inference(model, device=device, precision=precision, compile=compile or None,
-                                              batch_size=batch_size, image_size=preprocessing.image_size)
+            predictor = fast_predictor(model, device=device, precision=precision, batch_size=batch_size or 1,
+                                       image_size=preprocessing.image_size, compile=compile,
+                                       log=lambda line: print(line, file=sys.stderr, flush=True))
         else:
             model.to(memory_format=torch.channels_last)
-    elif compile:
-        raise UserError("--compile belongs to the GPU fast path; on the CPU the plain eval model runs")
     return Classifier(model, arch=info.name, class_names=class_names, preprocessing=preprocessing, device=device,
                       precision=precision, predictor=predictor, checkpoint=path, weights_used=which)
 
@@ -473,7 +472,8 @@ def build_parser(prog: str = "classify.py", description: str | None = None) -> A
                    help="class names: one per line, or a JSON list (overrides the checkpoint's and ImageNet's)")
     p.add_argument("--no-fast", dest="fast", action="store_false",
                    help="on a GPU, run the plain eval model instead of the inference fast path")
-    p.add_argument("--compile", action="store_true", help="add torch.compile (GPU fast path)")
+    p.add_argument("--no-compile", dest="compile", action="store_false",
+                   help="the GPU fast path without torch.compile (starts faster, runs slower)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
     return p
 
@@ -524,8 +524,6 @@ def run(args: argparse.Namespace) -> int:
     if precision == "fp16" and device.type != "cuda":
         why = "--cpu was given" if args.cpu else "no GPU is available"
         raise UserError(f"--precision AMP needs a GPU ({why}): use --precision FP32 on the CPU")
-    if args.compile and not args.fast:
-        raise UserError("--compile belongs to the fast path: drop --no-fast or --compile")
     paths = expand_inputs(args.images)
     classifier = load_classifier(
         args.arch, args.weights, device=device, weights_kind=args.weights_kind, pretrained=args.pretrained,

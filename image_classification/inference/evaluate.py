@@ -34,8 +34,11 @@ def evaluate(model, loader, *, device: torch.device, precision: str = "fp32", to
         data_times.append(t0 - data_start)
         if logger is not None:
             logger.start_iteration()
-        with autocast_context(device, precision):
+        if getattr(model, "handles_precision", False):  # the fast path's Predictor: weights already in precision
             logits = model(images)
+        else:
+            with autocast_context(device, precision):
+                logits = model(images)
         logits = logits.float()
         if k is None:
             k = min(topk, logits.shape[1])

@@ -36,6 +36,17 @@ FOLD_METHODS = ("auto", "fx", "modules")
 # Modes whose inductor configuration already records CUDA graphs (they would fight a manual capture).
 _CUDAGRAPH_COMPILE_MODES = ("reduce-overhead", "max-autotune")
 CACHE_ENV = "IMAGE_CLASSIFICATION_CACHE"
+# Measured on an H100 (benchmarks/explore_inductor.py, results in benchmarks/): lowering 1x1 convolutions to cuBLAS
+# matmuls (with frozen weights) cut GPUNet-0's batch-1 latency 0.249 -> 0.235 ms and EfficientNet-B0's 0.472 -> 0.429
+# ms, but cost B0 6% at batch 256, where cuDNN's NHWC 1x1 kernels win. Max-autotune (Triton conv/GEMM templates) was
+# slower at both sizes and took minutes to compile.
+SMALL_BATCH = 8
+FAST_COMPILE_OPTIONS = {"freezing": True, "conv_1x1_as_mm": True}
+
+
+def fast_compile_options(batch_size: int | None) -> dict:
+    """The TorchInductor options of the fast path for a batch size (None: unknown, treated as small)."""
+    return dict(FAST_COMPILE_OPTIONS) if batch_size is None or batch_size <= SMALL_BATCH else {}
 
 
 # --- the compile cache --------------------------------------------------------------------------------------------
@@ -255,9 +266,13 @@ class Predictor:
 
     Images may be float tensors of shape (N, C, H, W) on any device, in any layout; they are moved to the device,
     cast to the model's precision and made channels_last as needed. With a CUDA graph, inputs of the captured shape
-    replay the graph; any other shape runs the (compiled or eager) model uncaptured, which is correct but slower
-    (`graph_misses` counts those calls).
+    replay the graph, and so do smaller batches of the same image shape (padded: rows are independent in eval mode,
+    and a last, short batch would otherwise recompile); any other shape runs the (compiled or eager) model uncaptured,
+    which is correct but slower (`graph_misses` counts those calls).
     """
+
+    # evaluate() must not wrap a predictor in autocast: it casts itself, and a compiled model would recompile.
+    handles_precision = True
 
     def __init__(self, model: nn.Module, *, device: torch.device, precision: str, channels_last: bool,
                  compile_mode: str | None, bn_folded: bool):
@@ -268,6 +283,7 @@ class Predictor:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.compile_mode = compile_mode
         self.compile_seconds: float | None = None
+        self.setup_seconds: float | None = None
         self.bn_folded = bn_folded
         self.graph_shape: tuple[int, ...] | None = None
         self.graph_misses = 0
@@ -311,11 +327,12 @@ class Predictor:
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
             if self._graph is not None:
-                if tuple(images.shape) == self.graph_shape:
+                n = images.shape[0] if images.dim() == 4 else -1
+                if 0 < n <= self.graph_shape[0] and tuple(images.shape[1:]) == self.graph_shape[1:]:
                     self.check_input(images)
-                    self._static_input.copy_(images)  # casts, moves and re-lays out in one copy
+                    self._static_input[:n].copy_(images)  # casts, moves and re-lays out in one copy
                     self._graph.replay()
-                    return self._static_output.to(torch.float32, copy=True)
+                    return self._static_output[:n].to(torch.float32, copy=True)
                 self.graph_misses += 1
             return self._forward(images).float()
 
@@ -441,4 +458,24 @@ def prepare_for_inference(
             predictor._forward(predictor.prepare_input(example))
     if cuda_graph:
         predictor.capture(batch_size, size)
+    return predictor
+
+
+def fast_predictor(model: nn.Module, *, device: str | torch.device, precision: str, batch_size: int,
+                   image_size: int, compile: bool = True, log=print) -> Predictor:
+    """The fast path as classify.py, launch.py's evaluate/benchmark_inference and Triton use it on a GPU: BN folded,
+    weights in `precision`, channels_last, torch.compile with `fast_compile_options(batch_size)` (unless `compile` is
+    False) and one CUDA graph for (batch_size, 3, image_size, image_size); smaller batches are padded into it.
+    `log` gets one line saying what was built and how long compiling took (None: silent)."""
+    start = time.perf_counter()
+    predictor = prepare_for_inference(
+        model, device=device, precision=precision, channels_last=True, fold_bn=True,
+        compile="default" if compile else None, compile_options=fast_compile_options(batch_size) if compile else None,
+        cuda_graph=True, batch_size=batch_size, image_size=image_size)
+    predictor.setup_seconds = time.perf_counter() - start
+    if log is not None:
+        what = (f"compiled in {predictor.compile_seconds:.1f} s (cache: {os.environ.get('TORCHINDUCTOR_CACHE_DIR')})"
+                if compile else "not compiled")
+        log(f"=> fast inference path: BN folded, {precision}, channels_last, CUDA graph for batch {batch_size} at "
+            f"{image_size} px, {what}; ready in {predictor.setup_seconds:.1f} s")
     return predictor

@@ -101,6 +101,9 @@ class TrainingConfig:
     device: str = "auto"  # auto | cpu | cuda
     cudnn_benchmark: bool = True
     deterministic: bool = False  # bit-reproducible GPU runs, at some speed cost
+    # --evaluate on a GPU runs the inference fast path (BN folded, channels_last, compiled, CUDA graph) unless off.
+    fast_inference: bool = True
+    inference_compile: bool = True
 
     # run control and outputs
     seed: int | None = None

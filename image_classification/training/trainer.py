@@ -440,6 +440,25 @@ class Trainer:
             self.logger.log_metric(f"{prefix}.loss", result["loss"], result["images"])
         return result
 
+    def _for_inference(self, model: nn.Module, summary: dict):
+        """--evaluate on a GPU: the fast path (what a deployment would run), unless --no-fast or --deterministic."""
+        cfg = self.cfg
+        if not (cfg.fast_inference and self.device.type == "cuda" and not cfg.deterministic):
+            return model
+        from image_classification.inference.fast import fast_predictor
+
+        module = model.module if isinstance(model, nn.parallel.DistributedDataParallel) else model
+        precision = cfg.precision if cfg.precision in ("fp16", "bf16") else "fp32"  # TF32 is a global switch
+        log = print if self.dist.is_main else None
+        predictor = fast_predictor(module, device=self.device, precision=precision,
+                                   batch_size=cfg.val_batch_size or cfg.batch_size, image_size=self.val_image_size,
+                                   compile=cfg.inference_compile, log=log)
+        summary.setdefault("inference", {}).update(
+            fast_path=True, precision=precision, compile=cfg.inference_compile,
+            compile_s=round(predictor.compile_seconds, 2) if predictor.compile_seconds is not None else None,
+            setup_s=round(predictor.setup_seconds, 2))
+        return predictor
+
     def _test_teacher(self) -> dict:
         """Validate the teacher before training (a teacher that does not know the data teaches nothing)."""
         result = evaluate(Resized(self.teacher, self.teacher_size), self.data.val, device=self.device,
@@ -470,9 +489,9 @@ class Trainer:
             if cfg.evaluate:
                 summary["mode"] = "evaluate"
                 self.logger.start_epoch()
-                last_val = self.validate(self.model, "val")
+                last_val = self.validate(self._for_inference(self.model, summary), "val")
                 if self.ema is not None:
-                    summary["val_ema"] = self.validate(self.ema.module, "val_ema")
+                    summary["val_ema"] = self.validate(self._for_inference(self.ema.module, summary), "val_ema")
                 self.logger.end_epoch()
             else:
                 if self.teacher is not None and cfg.test_teacher:

@@ -40,3 +40,33 @@ def test_cuda_prefetch_matches_cpu_batches(digits_root):
     assert len(cpu) == len(gpu)
     for (xc, yc), (xg, yg) in zip(cpu, gpu):
         assert xg.is_cuda and torch.allclose(xc, xg.cpu(), atol=1e-5) and torch.equal(yc, yg.cpu())
+
+
+def test_evaluate_runs_the_fast_path_and_agrees_with_the_plain_model(digits_root, tmp_path, capsys):
+    """--evaluate on a GPU: the fast path (compiled, one CUDA graph, the short last batch padded into it) scores
+    what the plain autocast model scores, and reports the upstream latency fields."""
+    import json
+
+    from tests.image_classification.training.helpers import run
+
+    train_dir = tmp_path / "train"
+    run(digits_root, train_dir, "--epochs", 2, "--amp", "--prof", -1, "--arch", "efficientnet-b0")
+    checkpoint = train_dir / "model_best.pth.tar"
+    results = {}
+    for name, extra in (("fast", ()), ("plain", ("--no-fast",))):
+        workspace = tmp_path / name
+        summary = run(digits_root, workspace, "--evaluate", "--amp", "--prof", -1, "--pretrained-from-file",
+                      checkpoint, "-b", 64, *extra)
+        results[name] = summary
+        records = [json.loads(line[5:]) for line in (workspace / "experiment_raport.json").read_text().splitlines()
+                   if line.startswith("DLLL ")]
+        summary_fields = {k: v for r in records if r["step"] == [] for k, v in r["data"].items()}
+        for field in ("val.compute_latency", "val.compute_latency_at50", "val.compute_latency_at90",
+                      "val.compute_latency_at95", "val.compute_latency_at99", "val.total_ips", "val.compute_ips"):
+            assert field in summary_fields, field
+    out = capsys.readouterr().out
+    assert "fast inference path" in out and "CUDA graph for batch 64" in out
+    assert results["fast"]["inference"]["fast_path"] and results["fast"]["inference"]["compile_s"] > 0
+    assert "inference" not in results["plain"]
+    assert results["fast"]["val"]["images"] == results["plain"]["val"]["images"] == 359
+    assert abs(results["fast"]["val"]["top1"] - results["plain"]["val"]["top1"]) <= 1.0

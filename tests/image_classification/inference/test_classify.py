@@ -301,7 +301,7 @@ def test_bad_run_arguments(digits_checkpoint, held_out, capsys):
     assert_one_line_error(cli(capsys, *base, "--topk", 0), "--topk")
     assert_one_line_error(cli(capsys, *base, "--crop-pct", 1.5), "crop_pct")
     assert_one_line_error(cli(capsys, *base, "--weights-kind", "ema"), "no EMA weights")
-    assert_one_line_error(cli(capsys, *base, "--compile"), "--compile")
+    assert_one_line_error(cli(capsys, *base, "--compile"), "--compile")  # the fast path compiles by default
 
 
 def test_pretrained_needs_cached_file(held_out, tmp_path):

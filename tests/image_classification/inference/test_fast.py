@@ -297,7 +297,13 @@ def test_cuda_fp16_weights_and_cuda_graph(compile_mode):
     predictor(torch.randn(4, 3, 64, 64))
     assert torch.equal(first, predictor(x)), "the returned logits must not alias the graph's static output"
     assert predictor.graph_misses == 0
-    other = torch.randn(2, 3, 64, 64)
+    short = torch.randn(2, 3, 64, 64)  # a short last batch is padded into the graph, not recompiled
+    with torch.no_grad():
+        out = predictor(short)
+        assert out.shape == (2, 10)
+        assert_close_logits(out, reference(short.cuda()), rtol=2e-2)
+    assert predictor.graph_misses == 0
+    other = torch.randn(2, 3, 48, 48)  # another resolution runs uncaptured
     with torch.no_grad():
         assert_close_logits(predictor(other), reference(other.cuda()), rtol=2e-2)
     assert predictor.graph_misses == 1
@@ -306,3 +312,35 @@ def test_cuda_fp16_weights_and_cuda_graph(compile_mode):
         prepare_for_inference(model, device="cuda", compile="reduce-overhead", cuda_graph=True, batch_size=1)
     with pytest.raises(UserError, match="give the batch size"):
         prepare_for_inference(model, device="cuda", cuda_graph=True)
+
+
+def test_fast_compile_options_by_batch_size():
+    from image_classification.inference.fast import FAST_COMPILE_OPTIONS, SMALL_BATCH, fast_compile_options
+
+    assert fast_compile_options(1) == FAST_COMPILE_OPTIONS and fast_compile_options(None) == FAST_COMPILE_OPTIONS
+    assert fast_compile_options(SMALL_BATCH + 1) == {}
+    fast_compile_options(1)["freezing"] = False  # callers get a copy
+    assert FAST_COMPILE_OPTIONS["freezing"] is True
+
+
+def test_unknown_inductor_option_is_one_clear_error():
+    model = create_model("gpunet-0", num_classes=10)
+    with pytest.raises(UserError, match="unknown TorchInductor option.*no_such_option"):
+        prepare_for_inference(model, device="cpu", precision="fp32", compile="default",
+                              compile_options={"no_such_option": True})
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("batch_size", [1, 16])
+def test_fast_predictor_matches_the_model(batch_size, capsys):
+    from image_classification.inference.fast import fast_predictor
+
+    model = randomise_batchnorm(create_model("efficientnet-b0", num_classes=10)).eval()
+    predictor = fast_predictor(model, device="cuda", precision="fp16", batch_size=batch_size, image_size=64)
+    line = capsys.readouterr().out
+    assert "fast inference path" in line and "compiled in" in line and f"batch {batch_size}" in line
+    assert predictor.compile_seconds > 0 and predictor.cuda_graph
+    x = torch.randn(batch_size, 3, 64, 64)
+    with torch.no_grad():
+        assert_close_logits(predictor(x), model.cuda()(x.cuda()), rtol=2e-2)
