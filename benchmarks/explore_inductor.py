@@ -35,12 +35,49 @@ CONFIGS = {
 }
 
 
+class CudnnConvReLU(torch.nn.Module):
+    """conv + bias + ReLU as one cuDNN call (cudnnConvolutionBiasActivationForward), on BN-folded weights."""
+
+    def __init__(self, conv):
+        super().__init__()
+        self.conv = conv
+
+    def forward(self, x):
+        c = self.conv
+        return torch.cudnn_convolution_relu(x, c.weight, c.bias, c.stride, c.padding, c.dilation, c.groups)
+
+
+def fuse_conv_relu(model):
+    """On a BN-folded GPUNet: every conv whose BN became Identity and whose activation is ReLU -> CudnnConvReLU."""
+    from image_classification.models import gpunet
+
+    pairs = {gpunet.Stem: [("conv", "bn", "act")], gpunet.Head: [("conv", "bn", "act")],
+             gpunet.LargeStem: [(f"conv{i}", f"bn{i}", f"act{i}") for i in (1, 2, 3)],
+             gpunet.ConvBnAct: [("conv", "bn1", "act1")],
+             gpunet.InvertedResidual: [("conv_pw", "bn1", "act1"), ("conv_dw", "bn2", "act2")],
+             gpunet.EdgeResidual: [("conv_exp", "bn1", "act1")]}
+    fused = 0
+    for module in model.modules():
+        for cls, names in pairs.items():
+            if isinstance(module, cls):
+                for conv, bn, act in names:
+                    c, b, a = getattr(module, conv, None), getattr(module, bn, None), getattr(module, act, None)
+                    if isinstance(c, torch.nn.Conv2d) and isinstance(b, torch.nn.Identity) and \
+                            isinstance(a, torch.nn.ReLU):
+                        setattr(module, conv, CudnnConvReLU(c))
+                        setattr(module, act, torch.nn.Identity())
+                        fused += 1
+                break
+    print(f"fused {fused} conv+ReLU pairs", file=sys.stderr)
+    return model
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--model", required=True)
     p.add_argument("--batch-size", type=int, required=True)
     p.add_argument("--image-size", type=int, default=None)
-    p.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    p.add_argument("--configs", nargs="*", default=list(CONFIGS))
     p.add_argument("--baselines", nargs="*", default=["plain-graph", "folded-graph", "timm-graph", "timm-compile"])
     p.add_argument("--iters", type=int, default=None)
     p.add_argument("--json", required=True)
@@ -85,7 +122,21 @@ def main():
             json.dump({"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": rows}, f, indent=1)
 
     for base in args.baselines:
-        if base == "plain-graph":
+        if base.startswith("cudnn-relu"):
+            from image_classification.inference.fast import fold_batchnorm
+
+            compiled = base.endswith("compile")
+
+            def make(compiled=compiled):
+                model = fuse_conv_relu(fold_batchnorm(create_model(info.name)))
+                run = _plain(model, device, "fp16", True)
+                if compiled:
+                    opts = {"freezing": True, "conv_1x1_as_mm": True} if bs <= 8 else {}
+                    model = model.eval().to(device, torch.float16).to(memory_format=torch.channels_last)
+                    run = torch.inference_mode()(torch.compile(model, options=opts or None))
+                return _graphed(run, x)
+            record(base, make)
+        elif base == "plain-graph":
             record(base, lambda: _graphed(_plain(create_model(info.name), device, "fp16", True), x))
         elif base == "folded-graph":
             record(base, lambda: prepare_for_inference(create_model(info.name), device=device, precision="fp16",

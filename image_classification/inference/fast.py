@@ -291,6 +291,10 @@ class Predictor:
         self._static_input: torch.Tensor | None = None
         self._static_output: torch.Tensor | None = None
 
+    def eval(self) -> Predictor:
+        """Already in eval mode (BN folded, weights frozen); here so code written for modules can call it."""
+        return self
+
     @property
     def pretrained_cfg(self) -> dict:
         return getattr(self.model, "pretrained_cfg", {})

@@ -60,7 +60,7 @@ def test_evaluate_runs_the_fast_path_and_agrees_with_the_plain_model(digits_root
         results[name] = summary
         records = [json.loads(line[5:]) for line in (workspace / "experiment_raport.json").read_text().splitlines()
                    if line.startswith("DLLL ")]
-        summary_fields = {k: v for r in records if r["step"] == [] for k, v in r["data"].items()}
+        summary_fields = {k: v for r in records if r.get("step") == [] for k, v in r["data"].items()}
         for field in ("val.compute_latency", "val.compute_latency_at50", "val.compute_latency_at90",
                       "val.compute_latency_at95", "val.compute_latency_at99", "val.total_ips", "val.compute_ips"):
             assert field in summary_fields, field

@@ -344,3 +344,18 @@ def test_fast_predictor_matches_the_model(batch_size, capsys):
     x = torch.randn(batch_size, 3, 64, 64)
     with torch.no_grad():
         assert_close_logits(predictor(x), model.cuda()(x.cuda()), rtol=2e-2)
+
+
+def test_evaluate_accepts_a_predictor():
+    """The evaluation loop (launch.py --evaluate) runs a Predictor as it runs a module, without autocast."""
+    from image_classification.inference.evaluate import evaluate
+
+    model = randomise_batchnorm(create_model("gpunet-0", num_classes=10)).eval()
+    predictor = prepare_for_inference(model, device="cpu", precision="fp32", batch_size=4, image_size=32)
+    torch.manual_seed(0)
+    batches = [(torch.randn(4, 3, 32, 32), torch.randint(0, 10, (4,))), (torch.randn(2, 3, 32, 32),
+                                                                         torch.randint(0, 10, (2,)))]
+    fast = evaluate(predictor, batches, device=torch.device("cpu"), precision="bf16")  # bf16 autocast not applied
+    plain = evaluate(model, batches, device=torch.device("cpu"), precision="fp32")
+    assert fast["images"] == 6 and fast["top1"] == plain["top1"]
+    assert fast["loss"] == pytest.approx(plain["loss"], rel=1e-4)
