@@ -165,6 +165,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--local_rank", "--local-rank", type=int, default=0, help="(read from the environment)")
     g.add_argument("--use-multi-epochs-loader", action="store_true", help="(workers persist across epochs anyway)")
     g.add_argument("--torchscript", action="store_true")
+    g.add_argument("--torchcompile", nargs="?", const="inductor", default=None, metavar="BACKEND",
+                   help="torch.compile the model for training (timm's flag; only the inductor backend)")
     g.add_argument("--log-wandb", action="store_true")
     g = p.add_argument_group("distillation")
     p.add_bool_flag("--enable-distill", group=g, default=False, metavar="BOOL", help="train with a teacher")
@@ -204,6 +206,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _refuse_unsupported(args: argparse.Namespace) -> None:
+    if args.torchcompile not in (None, "inductor"):
+        raise UserError(f"--torchcompile {args.torchcompile} is not supported; only the inductor backend")
     for dest, default, why in UNSUPPORTED:
         if getattr(args, dest) != default:
             raise UserError(f"--{dest.replace('_', '-')} is not supported: {why}")
@@ -268,6 +272,7 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         precision=args.amp_dtype if (args.amp or args.native_amp) else "fp32",
         memory_format="nhwc" if args.channels_last else "nchw", device="cpu" if args.cpu else "auto",
         seed=args.seed, print_freq=args.log_interval, prof=prof, resume=args.resume or None,
+        compile=args.torchcompile is not None,
         resume_optimizer=not args.no_resume_opt, sync_bn=args.sync_bn, workspace=str(workspace),
         raport_file=args.dllogger_name or "log.json", tensorboard=args.tensorboard, progress=args.progress,
         output_style="timm", checkpoint_hist=args.checkpoint_hist,

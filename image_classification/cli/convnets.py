@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from common.cli_errors import ArgumentParser, UserError
+from image_classification.data.loader import BACKENDS
 from image_classification.training.config import OPTIMIZERS, TrainingConfig
 
 
@@ -45,8 +46,9 @@ def probability(value: str) -> float:
 
 def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
     p.add_argument("data", metavar="DIR", nargs="?", help="dataset root holding train/ and val/")
-    p.add_argument("--data-backend", metavar="BACKEND", default="pytorch", choices=("pytorch", "synthetic"),
-                   help="pytorch | synthetic (default: pytorch)")
+    p.add_argument("--data-backend", metavar="BACKEND", default="pytorch", choices=BACKENDS,
+                   help="pytorch | synthetic | dali-cpu | dali-gpu (DALI installed) | pytorch-gpu (JPEG decoding "
+                        "with nvJPEG on the GPU, no DALI) (default: pytorch)")
     p.add_argument("--interpolation", default="bilinear", choices=INTERPOLATIONS,
                    help="resize interpolation (random: bilinear or bicubic per training crop, as timm)")
     p.add_argument("--arch", "-a", metavar="ARCH", default=default_arch,
@@ -116,6 +118,10 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
     p.add_argument("--cpu", action="store_true", help="[ext] run on the CPU even if a GPU is present")
     p.add_argument("--deterministic", action="store_true",
                    help="[ext] deterministic GPU kernels, so a seeded run repeats bit for bit (slower)")
+    p.add_argument("--compile", action="store_true",
+                   help="[ext] torch.compile the model for training (the first steps compile; cached on disk)")
+    p.add_argument("--fused-optimizer", default="auto", choices=("auto", "on", "off"),
+                   help="[ext] fused CUDA optimizer kernels (sgd, adamw; auto: on a GPU), else foreach (default auto)")
     p.add_argument("--no-fast", action="store_false", dest="fast_inference",
                    help="[ext] --evaluate/benchmark_inference on a GPU: time the plain model (autocast), not the fast "
                         "path (BN folded, weights in fp16, channels_last, torch.compile, CUDA graph)")
@@ -181,7 +187,8 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
         early_stopping_patience=args.early_stopping_patience, precision=precision,
         static_loss_scale=args.static_loss_scale, memory_format=args.memory_format,
         device="cpu" if args.cpu else "auto", deterministic=args.deterministic, seed=args.seed,
-        fast_inference=args.fast_inference, inference_compile=args.inference_compile,
+        fast_inference=args.fast_inference, inference_compile=args.inference_compile, compile=args.compile,
+        fused_optimizer=args.fused_optimizer,
         print_freq=args.print_freq, prof=args.prof,
         evaluate=args.evaluate, training_only=args.training_only, save_checkpoints=args.save_checkpoints,
         checkpoint_filename=args.checkpoint_filename, gather_checkpoints=args.gather_checkpoints,

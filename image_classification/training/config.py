@@ -101,6 +101,9 @@ class TrainingConfig:
     device: str = "auto"  # auto | cpu | cuda
     cudnn_benchmark: bool = True
     deterministic: bool = False  # bit-reproducible GPU runs, at some speed cost
+    # The training step: torch.compile of the model, and fused (CUDA) / foreach optimizer kernels.
+    compile: bool = False
+    fused_optimizer: str = "auto"  # auto (fused on CUDA where the optimizer has it, else foreach) | on | off
     # --evaluate on a GPU runs the inference fast path (BN folded, channels_last, compiled, CUDA graph) unless off.
     fast_inference: bool = True
     inference_compile: bool = True
@@ -139,6 +142,8 @@ class TrainingConfig:
              f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         need(self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        need(self.fused_optimizer in ("auto", "on", "off"),
+             f"--fused-optimizer must be auto, on or off, got {self.fused_optimizer!r}")
         need(self.memory_format in ("nchw", "nhwc"),
              f"--memory-format must be nchw or nhwc, got {self.memory_format!r}")
         need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")

@@ -157,6 +157,13 @@ class Trainer:
             self.executor = nn.parallel.DistributedDataParallel(
                 self.model, device_ids=[self.device] if self.device.type == "cuda" else None
             )
+        if cfg.compile and not cfg.evaluate:
+            from image_classification.inference.fast import configure_compile_cache
+
+            # The executor is what runs the step (DDP included: DDP-aware compilation splits at bucket boundaries);
+            # self.model stays the plain module for checkpoints, EMA and validation.
+            configure_compile_cache()
+            self.executor = torch.compile(self.executor)
         self.ema = ModelEma(self.model, cfg.use_ema) if cfg.use_ema else None
         self.teacher = None
         if distilling:

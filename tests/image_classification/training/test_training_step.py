@@ -1,0 +1,65 @@
+"""The fast-step options keep training what it was: compiled and eager steps, fused/foreach optimizer kernels."""
+import shutil
+
+import pytest
+import torch
+
+from common.cli_errors import UserError
+from common.dllogger import read_report
+from image_classification.training.optim import kernel_options
+
+from .helpers import load, max_weight_diff, run
+
+
+def _train_losses(workspace) -> list[float]:
+    return [r["data"]["train.loss"] for r in read_report(workspace / "experiment_raport.json")
+            if r.get("type") == "LOG" and len(r.get("step") or []) == 2 and "train.loss" in r["data"]]
+
+
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_step_matches_the_eager_step(digits_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("IMAGE_CLASSIFICATION_CACHE", str(tmp_path / "cache"))
+    # No dropout or stochastic depth: compiled kernels draw their random numbers differently.
+    common = ("--epochs", 1, "--prof", 3, "-j", 0, "--print-freq", 1, "--training-only", "--dropout", 0,
+              "--survival_prob", 1.0)
+    run(digits_root, tmp_path / "eager", *common)
+    run(digits_root, tmp_path / "compiled", *common, "--compile")
+    eager, compiled = _train_losses(tmp_path / "eager"), _train_losses(tmp_path / "compiled")
+    assert len(eager) == len(compiled) == 3
+    # Same data, same initial weights: the compiled graph only reorders floating-point work.
+    assert compiled == pytest.approx(eager, rel=2e-3, abs=2e-3)
+    assert eager[0] != eager[2]  # the steps really trained
+    assert not any(k.startswith("_orig_mod") for k in load(tmp_path / "compiled" / "checkpoint.pth.tar")["state_dict"])
+
+
+def test_optimizer_kernels():
+    assert kernel_options("sgd", "auto", "cuda") == {"fused": True}
+    assert kernel_options("adamw", "auto", "cuda") == {"fused": True}
+    assert kernel_options("sgd", "auto", "cpu") == {"foreach": True}
+    assert kernel_options("rmsprop", "auto", "cuda") == {"foreach": True}
+    assert kernel_options("sgd", "off", "cuda") == {"foreach": False}
+    assert kernel_options("rmsproptf", "auto", "cuda") == {}
+    with pytest.raises(UserError, match="needs a CUDA device"):
+        kernel_options("sgd", "on", "cpu")
+    with pytest.raises(UserError, match="no fused kernel"):
+        kernel_options("lamb", "on", "cuda")
+
+
+def test_foreach_and_plain_sgd_train_alike(digits_root, tmp_path):
+    common = ("--epochs", 1, "--prof", 3, "-j", 0, "--training-only")
+    run(digits_root, tmp_path / "foreach", *common)
+    run(digits_root, tmp_path / "plain", *common, "--fused-optimizer", "off")
+    weights = (load(tmp_path / d / "checkpoint.pth.tar")["state_dict"] for d in ("foreach", "plain"))
+    assert max_weight_diff(*weights) < 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fused_sgd_on_cuda_matches_foreach(tmp_path):
+    common = ("--data-backend", "synthetic", "--amp", "--epochs", 1, "--prof", 4, "--num_classes", 10, "-b", 16,
+              "--training-only", "--deterministic")
+    run("unused", tmp_path / "fused", *common)
+    run("unused", tmp_path / "foreach", *common, "--fused-optimizer", "off")
+    weights = (load(tmp_path / d / "checkpoint.pth.tar")["state_dict"] for d in ("fused", "foreach"))
+    assert max_weight_diff(*weights) < 1e-3
