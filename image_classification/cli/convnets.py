@@ -120,6 +120,9 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
                    help="[ext] deterministic GPU kernels, so a seeded run repeats bit for bit (slower)")
     p.add_argument("--compile", action="store_true",
                    help="[ext] torch.compile the model for training (the first steps compile; cached on disk)")
+    p.add_argument("--compile-mode", default="default",
+                   choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+                   help="[ext] torch.compile mode for --compile (reduce-overhead: forward and backward as CUDA graphs)")
     p.add_argument("--fused-optimizer", default="auto", choices=("auto", "on", "off"),
                    help="[ext] fused CUDA optimizer kernels (sgd, adamw; auto: on a GPU), else foreach (default auto)")
     p.add_argument("--no-fast", action="store_false", dest="fast_inference",
@@ -188,7 +191,7 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
         static_loss_scale=args.static_loss_scale, memory_format=args.memory_format,
         device="cpu" if args.cpu else "auto", deterministic=args.deterministic, seed=args.seed,
         fast_inference=args.fast_inference, inference_compile=args.inference_compile, compile=args.compile,
-        fused_optimizer=args.fused_optimizer,
+        compile_mode=args.compile_mode, fused_optimizer=args.fused_optimizer,
         print_freq=args.print_freq, prof=args.prof,
         evaluate=args.evaluate, training_only=args.training_only, save_checkpoints=args.save_checkpoints,
         checkpoint_filename=args.checkpoint_filename, gather_checkpoints=args.gather_checkpoints,

@@ -103,6 +103,7 @@ class TrainingConfig:
     deterministic: bool = False  # bit-reproducible GPU runs, at some speed cost
     # The training step: torch.compile of the model, and fused (CUDA) / foreach optimizer kernels.
     compile: bool = False
+    compile_mode: str = "default"  # torch.compile mode; reduce-overhead also replays forward/backward as CUDA graphs
     fused_optimizer: str = "auto"  # auto (fused on CUDA where the optimizer has it, else foreach) | on | off
     # --evaluate on a GPU runs the inference fast path (BN folded, channels_last, compiled, CUDA graph) unless off.
     fast_inference: bool = True
@@ -142,6 +143,9 @@ class TrainingConfig:
              f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
         need(self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        need(self.compile_mode in ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+             f"--compile-mode must be default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs, "
+             f"got {self.compile_mode!r}")
         need(self.fused_optimizer in ("auto", "on", "off"),
              f"--fused-optimizer must be auto, on or off, got {self.fused_optimizer!r}")
         need(self.memory_format in ("nchw", "nhwc"),

@@ -163,7 +163,7 @@ class Trainer:
             # The executor is what runs the step (DDP included: DDP-aware compilation splits at bucket boundaries);
             # self.model stays the plain module for checkpoints, EMA and validation.
             configure_compile_cache()
-            self.executor = torch.compile(self.executor)
+            self.executor = torch.compile(self.executor, mode=cfg.compile_mode)
         self.ema = ModelEma(self.model, cfg.use_ema) if cfg.use_ema else None
         self.teacher = None
         if distilling:
