@@ -15,7 +15,7 @@ from .samplers import ShardSampler
 from .synthetic import SyntheticLoader
 from .transforms import train_transform, val_transform
 
-BACKENDS = ("pytorch", "synthetic")
+BACKENDS = ("pytorch", "synthetic", "dali-cpu", "dali-gpu", "pytorch-gpu")
 
 
 @dataclass
@@ -61,6 +61,16 @@ def build_data(cfg, *, image_size: int, val_image_size: int, crop_pct: float, me
         return DataBundle(make(image_size) if need_train else None, make(val_image_size) if need_val else None, n, None)
     if cfg.data_backend not in BACKENDS:
         raise UserError(f"data backend {cfg.data_backend!r} is not available; choose from {', '.join(BACKENDS)}")
+    kwargs = dict(image_size=image_size, val_image_size=val_image_size, crop_pct=crop_pct, mean=mean, std=std,
+                  device=device, rank=rank, world_size=world_size, need_train=need_train, need_val=need_val)
+    if cfg.data_backend in ("dali-cpu", "dali-gpu"):
+        from .dali import build_dali_data  # imports DALI, with one clear line when it is not installed
+
+        return build_dali_data(cfg, gpu=cfg.data_backend == "dali-gpu", **kwargs)
+    if cfg.data_backend == "pytorch-gpu":
+        from .gpu_decode import build_gpu_decode_data
+
+        return build_gpu_decode_data(cfg, **kwargs)
 
     root = Path(cfg.data)
     if not root.is_dir():
