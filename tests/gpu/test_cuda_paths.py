@@ -70,3 +70,25 @@ def test_evaluate_runs_the_fast_path_and_agrees_with_the_plain_model(digits_root
     assert "inference" not in results["plain"]
     assert results["fast"]["val"]["images"] == results["plain"]["val"]["images"] == 359
     assert abs(results["fast"]["val"]["top1"] - results["plain"]["val"]["top1"]) <= 1.0
+
+
+@pytest.mark.parametrize("backend", ["dali-gpu", "dali-cpu", "pytorch-gpu"])
+def test_gpu_data_backends_match_the_pytorch_backend_on_cuda(digits_root, backend):
+    """Every CUDA data path hands the trainer what the pytorch backend does: same images (within resize
+    differences), same targets, every validation image once, batches on the GPU."""
+    if backend.startswith("dali"):
+        pytest.importorskip("nvidia.dali")
+    from image_classification.data.loader import build_data
+    from image_classification.models.registry import IMAGENET_MEAN, IMAGENET_STD
+    from image_classification.training.config import TrainingConfig
+
+    common = dict(image_size=32, val_image_size=32, crop_pct=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                  need_train=False, device=torch.device("cuda"))
+    reference = list(build_data(TrainingConfig(data=str(digits_root), batch_size=32, workers=2, seed=0), **common).val)
+    other = list(build_data(TrainingConfig(data=str(digits_root), batch_size=32, workers=2, seed=0,
+                                           data_backend=backend), **common).val)
+    assert sum(len(y) for _, y in other) == 359 and len(other) == len(reference)
+    for (xr, yr), (xo, yo) in zip(reference, other):
+        assert xo.is_cuda and yo.is_cuda and xo.dtype == torch.float32 and xo.shape == xr.shape
+        assert torch.equal(yr, yo)
+        assert (xr - xo).abs().mean().item() < 0.05
