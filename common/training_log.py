@@ -220,7 +220,8 @@ class TrainingLogger:
         for meter, _ in self.metrics.values():
             meter.close_epoch()
         self._log_level((), {n: m.run for n, (m, _) in self.metrics.items()})
-        self.logger.flush()
+        # Close the report (and TensorBoard) files: a run inside a longer process must not leave them open.
+        self.logger.close()
 
     def log_record(self, step, data: dict, verbosity: int = Verbosity.DEFAULT):
         """A one-off record outside the iteration/epoch bookkeeping (e.g. a teacher's accuracy before training)."""
