@@ -25,7 +25,7 @@ class Dialect:
     model_kwargs: tuple[str, ...]
 
 
-INTERPOLATIONS = ("bilinear", "bicubic", "random")
+INTERPOLATIONS = ("bilinear", "bicubic", "random", "triangular")
 AFFINITY_MODES = ("none", "socket", "socket_single", "socket_single_unique", "socket_unique_interleaved",
                   "socket_unique_contiguous")
 

@@ -128,11 +128,13 @@ def parse_augmentation(name: str | None) -> AutoAugmentSpec | RandAugmentSpec | 
 # --------------------------------------------------------------------------------------------------------------
 # pipelines
 
-_INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+_INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "triangular")
 
 
 def _interp(types, name: str, *, allow_random: bool):
-    table = {"bilinear": types.INTERP_LINEAR, "bicubic": types.INTERP_CUBIC, "nearest": types.INTERP_NN}
+    # triangular: upstream's DALI-only choice (an antialiased linear filter when downscaling).
+    table = {"bilinear": types.INTERP_LINEAR, "bicubic": types.INTERP_CUBIC, "nearest": types.INTERP_NN,
+             "triangular": types.INTERP_TRIANGULAR}
     if name == "random":
         return "random" if allow_random else types.INTERP_LINEAR
     if name not in table:

@@ -22,6 +22,7 @@ def interpolation_mode(name: str) -> InterpolationMode:
     except KeyError:
         raise UserError(
             f"interpolation {name!r} is not available on the pytorch backend; choose {', '.join(INTERPOLATIONS)}"
+            + (" (triangular is DALI's: --data-backend dali-cpu or dali-gpu)" if name == "triangular" else "")
         ) from None
 
 

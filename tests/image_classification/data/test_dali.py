@@ -226,3 +226,14 @@ def test_trains_an_epoch_end_to_end(digits_root, tmp_path):
     checkpoint = load(tmp_path / "checkpoint.pth.tar")
     assert checkpoint["class_names"] == [str(i) for i in range(10)] and checkpoint["epoch"] == 1
     assert all(torch.isfinite(v.float()).all() for v in checkpoint["state_dict"].values())
+
+
+def test_triangular_interpolation_is_dalis(digits_root, pytorch_val):
+    """Upstream's DALI-only --interpolation triangular works on DALI and is refused, in one line, elsewhere."""
+    bundle = data(cfg(digits_root, interpolation="triangular"))
+    images, targets = next(iter(bundle.train))
+    check_batch(images, targets)
+    val_images, _ = next(iter(bundle.val))
+    assert (val_images - pytorch_val[1][0][0]).abs().mean() < 0.1
+    with pytest.raises(UserError, match="triangular is DALI's"):
+        data(cfg(digits_root, "pytorch", interpolation="triangular"))
