@@ -422,13 +422,6 @@ def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, cro
     root = Path(cfg.data)
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist")
-    lo, hi = cfg.crop_scale
-    if not 0.0 < lo <= hi <= 1.0:
-        raise UserError(f"--crop-scale needs 0 < MIN <= MAX <= 1, got {lo} {hi}")
-    if not 0.0 < cfg.crop_ratio[0] <= cfg.crop_ratio[1]:
-        raise UserError(f"crop aspect ratio range must be positive and ordered, got {tuple(cfg.crop_ratio)}")
-    if not 0.0 <= cfg.hflip <= 1.0:
-        raise UserError(f"--hflip is a probability in [0, 1], got {cfg.hflip}")
 
     common = dict(
         gpu_decode=gpu, device_id=device_id, crop_scale=tuple(cfg.crop_scale), crop_ratio=tuple(cfg.crop_ratio),

@@ -52,15 +52,25 @@ class DeviceLoader:
         if self.skip_bad:
             self.skipped.extend(bad)
             return
-        everything = find_bad_images([p for p, _ in self.dataset.samples], self.scan_workers) if self.dataset else bad
+        # Report every unreadable image in the folder at once (a PIL scan), plus any a decoder refused that PIL reads.
+        found = find_bad_images([p for p, _ in self.dataset.samples], self.scan_workers) if self.dataset else []
+        known = {b.path for b in found}
+        everything = found + [b for b in bad if b.path not in known]
         total = len(self.dataset) if self.dataset else len(bad)
         root = self.dataset.root if self.dataset else Path(bad[0].path).parent
         raise UserError(
-            describe_bad_images(everything or bad, total, root)
+            describe_bad_images(everything, total, root)
             + ": fix or remove them, or pass --skip-bad-images to train without them"
         )
 
-    def _prepare(self, images, targets):
+    def _prepare(self, item):
+        """One item of the wrapped loader -> (images, targets) on the device, or None when none of it was readable.
+        Subclasses with another batch format override this; the iteration below is shared."""
+        images, targets, bad = item
+        if bad:
+            self._bad(bad)
+        if images is None:
+            return None
         images = images.to(self.device, non_blocking=True)
         targets = targets.to(self.device, non_blocking=True)
         images = images.float().sub_(self.mean).mul_(self.inv_std)
@@ -68,21 +78,19 @@ class DeviceLoader:
 
     def __iter__(self):
         if self.device.type != "cuda":
-            for images, targets, bad in self.loader:
-                if bad:
-                    self._bad(bad)
-                if images is not None:
-                    yield self._prepare(images, targets)
+            for item in self.loader:
+                ready = self._prepare(item)
+                if ready is not None:
+                    yield ready
             return
+        # Batch n+1 is prepared on a side stream while the caller uses batch n.
         stream = torch.cuda.Stream(self.device)
         pending = None
-        for images, targets, bad in self.loader:
-            if bad:
-                self._bad(bad)
-            if images is None:
-                continue
+        for item in self.loader:
             with torch.cuda.stream(stream):
-                ready = self._prepare(images, targets)
+                ready = self._prepare(item)
+            if ready is None:
+                continue
             if pending is not None:
                 yield pending
             torch.cuda.current_stream(self.device).wait_stream(stream)

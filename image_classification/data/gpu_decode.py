@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from common.cli_errors import UserError
 
+from .device import DeviceLoader
 from .folder import BadSample, ImageFolderDataset, _reason, describe_bad_images, find_bad_images, read_rgb, sample_seed
 from .samplers import ShardSampler
 from .transforms import val_resize_size
@@ -283,41 +284,16 @@ def render(image: torch.Tensor, plan: Plan, size: int) -> torch.Tensor:
     return x[0, :, plan.out_top : plan.out_top + size, plan.out_left : plan.out_left + size]
 
 
-class GpuDecodeLoader:
-    """Iterates (images, targets) on `device` from a DataLoader of EncodedBatch; same attributes as DeviceLoader
-    (`sampler`, `skipped`, `len`) and the same handling of unreadable images."""
+class GpuDecodeLoader(DeviceLoader):
+    """Iterates (images, targets) on `device` from a DataLoader of EncodedBatch: DeviceLoader's attributes, side-stream
+    overlap and handling of unreadable images, with decoding and cropping done here."""
 
     def __init__(self, loader: DataLoader, dataset: EncodedImageFolder, device: torch.device, mean, std, *,
                  image_size: int, memory_format=torch.contiguous_format, skip_bad: bool = False,
                  scan_workers: int = 8):
-        self.loader, self.dataset, self.device = loader, dataset, device
+        super().__init__(loader, device, mean, std, memory_format=memory_format, skip_bad=skip_bad, dataset=dataset,
+                         scan_workers=scan_workers)
         self.image_size = image_size
-        self.memory_format = memory_format
-        self.mean = torch.tensor([255.0 * m for m in mean], device=device).view(1, 3, 1, 1)
-        self.inv_std = torch.tensor([1.0 / (255.0 * s) for s in std], device=device).view(1, 3, 1, 1)
-        self.skip_bad = skip_bad
-        self.scan_workers = scan_workers
-        self.skipped: list[BadSample] = []
-
-    @property
-    def sampler(self):
-        return self.loader.sampler
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def _bad(self, bad: list[BadSample]) -> None:
-        if self.skip_bad:
-            self.skipped.extend(bad)
-            return
-        # As the pytorch backend: report every unreadable image in the folder at once (a PIL scan), plus any this
-        # backend's decoders refused.
-        found = find_bad_images([p for p, _ in self.dataset.samples], self.scan_workers)
-        everything = list({b.path: b for b in bad + found}.values())
-        raise UserError(
-            describe_bad_images(everything, len(self.dataset), self.dataset.root)
-            + ": fix or remove them, or pass --skip-bad-images to train without them"
-        )
 
     def _decode(self, batch: EncodedBatch) -> tuple[list[torch.Tensor | None], list[BadSample]]:
         views = [batch.blob[o : o + n] for o, n in batch.spans]
@@ -337,6 +313,8 @@ class GpuDecodeLoader:
         return images, bad
 
     def _prepare(self, batch: EncodedBatch):
+        if batch.bad:
+            self._bad(batch.bad)
         images, bad = self._decode(batch)
         if bad:
             self._bad(bad)
@@ -360,34 +338,6 @@ class GpuDecodeLoader:
         targets = batch.targets if len(keep) == len(images) else batch.targets[keep]
         return out.contiguous(memory_format=self.memory_format), targets.to(self.device, non_blocking=True)
 
-    def __iter__(self):
-        if self.device.type != "cuda":
-            for batch in self.loader:
-                if batch.bad:
-                    self._bad(batch.bad)
-                ready = self._prepare(batch)
-                if ready is not None:
-                    yield ready
-            return
-        # As DeviceLoader: batch n+1 is decoded and transformed on a side stream while the caller uses batch n.
-        stream = torch.cuda.Stream(self.device)
-        pending = None
-        for batch in self.loader:
-            if batch.bad:
-                self._bad(batch.bad)
-            with torch.cuda.stream(stream):
-                ready = self._prepare(batch)
-            if ready is None:
-                continue
-            if pending is not None:
-                yield pending
-            torch.cuda.current_stream(self.device).wait_stream(stream)
-            for t in ready:
-                t.record_stream(torch.cuda.current_stream(self.device))
-            pending = ready
-        if pending is not None:
-            yield pending
-
 
 # ------------------------------------------------------------------------------------------------------------ factory
 
@@ -398,15 +348,6 @@ def _check(cfg, need_train: bool) -> None:
                             f"--data-backend pytorch or dali-gpu for it")
         if cfg.color_jitter > 0:
             raise UserError(f"colour jitter is not available on --data-backend {BACKEND}; use --data-backend pytorch")
-        lo, hi = cfg.crop_scale
-        if not 0.0 < lo <= hi <= 1.0:
-            raise UserError(f"--crop-scale needs 0 < MIN <= MAX <= 1, got {lo} {hi}")
-        if not 0.0 < cfg.crop_ratio[0] <= cfg.crop_ratio[1]:
-            raise UserError(f"crop aspect ratio range must be positive and ordered, got {tuple(cfg.crop_ratio)}")
-        if not 0.0 <= cfg.hflip <= 1.0:
-            raise UserError(f"--hflip is a probability in [0, 1], got {cfg.hflip}")
-        if not 0.0 <= cfg.vflip <= 1.0:
-            raise UserError(f"--vflip is a probability in [0, 1], got {cfg.vflip}")
 
 
 def _mode(name: str, *, allow_random: bool) -> str:

@@ -185,6 +185,8 @@ class TrainingConfig:
         lo, hi = self.crop_scale
         need(0.0 < lo <= hi <= 1.0, f"--crop-scale needs 0 < MIN <= MAX <= 1, got {lo} {hi}")
         need(0.0 <= self.hflip <= 1.0, f"--hflip is a probability in [0, 1], got {self.hflip}")
+        need(0.0 < self.crop_ratio[0] <= self.crop_ratio[1],
+             f"crop aspect ratio range must be positive and ordered, got {tuple(self.crop_ratio)}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
         need(self.data_backend == "synthetic" or bool(self.data),
              "no data path given: pass the data folder (with train/ and val/) or use --data-backend synthetic")
