@@ -63,3 +63,16 @@ def test_fused_sgd_on_cuda_matches_foreach(tmp_path):
     run("unused", tmp_path / "foreach", *common, "--fused-optimizer", "off")
     weights = (load(tmp_path / d / "checkpoint.pth.tar")["state_dict"] for d in ("fused", "foreach"))
     assert max_weight_diff(*weights) < 1e-3
+
+
+def test_step_flag_errors_are_one_line(digits_root, tmp_path):
+    from tests.conftest import assert_one_line_error, run_script
+
+    assert_one_line_error(run_script("gpunet/train.py", tmp_path, "--torchcompile", "aot_eager", "--dry-run"),
+                          "--torchcompile aot_eager", "inductor")
+    assert_one_line_error(run_script("efficientnet/main.py", digits_root, "--workspace", tmp_path / "w", "--cpu",
+                                     "--image-size", 32, "-b", 16, "-j", 0, "--prof", 1, "--fused-optimizer", "on"),
+                          "--fused-optimizer on", "CUDA")
+    assert_one_line_error(run_script("efficientnet/main.py", digits_root, "--compile-mode", "fastest", "--dry-run"),
+                          "--compile-mode")
+    assert not (tmp_path / "w").exists()  # a refused run leaves nothing behind
