@@ -195,7 +195,7 @@ def _centre_crop_geometry(jpegs, resize: int, crop: int):
     return fn.cast(new_h, **as_float), fn.cast(new_w, **as_float), position(new_h), position(new_w)
 
 
-def _build_pipeline(spec: PipelineSpec, files: list[str], labels: list[int], seed: int):
+def _build_pipeline(spec: PipelineSpec, files: list[str], labels: list[int], seed: int | None):
     from nvidia.dali import fn, pipeline_def, types
 
     decode_device = "mixed" if spec.gpu_decode else "cpu"
@@ -312,9 +312,9 @@ class DaliLoader:
             indices = indices[: len(self) * self.batch_size]
         return indices, len(indices)
 
-    def _pipeline_seed(self) -> int:
+    def _pipeline_seed(self) -> int | None:
         if self.seed is None:
-            return -1  # DALI picks one
+            return None  # DALI picks one (it warns on the older -1 spelling)
         if not self.spec.train:
             return self.seed % 2**31
         return sample_seed(self.seed, self.sampler.epoch, self.rank * 1_000_003 + self.sampler.start) % 2**31

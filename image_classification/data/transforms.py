@@ -79,7 +79,8 @@ def train_transform(
         from timm.data.transforms import RandomResizedCropAndInterpolation
 
         mode = InterpolationMode.BICUBIC
-        steps = [RandomResizedCropAndInterpolation(image_size, scale=(lo, hi), ratio=crop_ratio, interpolation="random")]
+        steps = [RandomResizedCropAndInterpolation(image_size, scale=(lo, hi), ratio=crop_ratio,
+                                                   interpolation="random")]
     else:
         mode = interpolation_mode(interpolation)
         steps = [T.RandomResizedCrop(image_size, scale=(lo, hi), ratio=crop_ratio, interpolation=mode,
