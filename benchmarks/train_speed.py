@@ -208,12 +208,28 @@ def main(argv=None) -> int:
     p.add_argument("--print-freq", type=int, default=10, help="trainer rows: steps per timed window")
     p.add_argument("--trainer-steps", type=int, default=60, help="--prof of the trainer rows")
     p.add_argument("--profile", action="store_true", help="plain-loop rows: GPU time by kernel kind, top kernels")
+    p.add_argument("--inductor", action="append", default=[], metavar="KEY=VALUE",
+                   help="set a torch._inductor.config value for every compiled row (exploration), e.g. "
+                        "conv_1x1_as_mm=True; repeatable")
+    p.add_argument("--dali-hw-decoder-load", type=float, default=None, metavar="F",
+                   help="dali-gpu: share of JPEG decoding given to the hardware decoder (exploration)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if not args.cpu and not torch.cuda.is_available():
         sys.exit("error: this benchmark needs a CUDA device (or --cpu for a smoke run)")
     device = torch.device("cpu" if args.cpu else "cuda")
     torch.backends.cudnn.benchmark = True
+    for item in args.inductor:
+        import ast
+
+        import torch._inductor.config as inductor_config
+
+        key, _, value = item.partition("=")
+        inductor_config.__setattr__(key, ast.literal_eval(value))
+    if args.dali_hw_decoder_load is not None:
+        from image_classification.data import dali
+
+        dali.HW_DECODER_LOAD = args.dali_hw_decoder_load
     table = rows(args, device)
     names = list(table)
     if args.only is not None:
@@ -221,7 +237,9 @@ def main(argv=None) -> int:
         if not names:
             sys.exit(f"error: no row matches --only {' '.join(args.only)}; rows: {' '.join(table)}")
     results = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
-               "cpus": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M:%S"), "argv": sys.argv, "rows": {}}
+               "cpus": os.cpu_count(), "inductor": args.inductor,
+               "dali_hw_decoder_load": args.dali_hw_decoder_load, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "argv": sys.argv, "rows": {}}
     failed = False
     for name in names:
         try:

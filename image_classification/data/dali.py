@@ -34,6 +34,9 @@ RAND_SPEC_KEYS = ("m", "n", "mstd", "mmax", "inc", "p", "w")
 DALI_AUGMENTATIONS = "none, autoaugment, randaugment, rand-<timm spec> (e.g. rand-m9-mstd0.5)"
 # nvJPEG preallocation of the mixed decoder, as upstream's DALI pipelines set it for ImageNet-sized JPEGs.
 DEVICE_MEMORY_PADDING = 211_025_920
+# Share of JPEGs sent to the GPU's hardware JPEG engines (A100/H100) by the mixed decoder; the rest go through the
+# CUDA (SM) path, which competes with training for the same SMs. DALI's default is 0.65.
+HW_DECODER_LOAD = 0.65
 HOST_MEMORY_PADDING = 140_544_512
 
 
@@ -202,7 +205,8 @@ def _build_pipeline(spec: PipelineSpec, files: list[str], labels: list[int], see
     device = "gpu" if spec.gpu_decode else "cpu"
     decoder_extra = {}
     if spec.gpu_decode:
-        decoder_extra = dict(device_memory_padding=DEVICE_MEMORY_PADDING, host_memory_padding=HOST_MEMORY_PADDING)
+        decoder_extra = dict(device_memory_padding=DEVICE_MEMORY_PADDING, host_memory_padding=HOST_MEMORY_PADDING,
+                             hw_decoder_load=HW_DECODER_LOAD)
     random_aug = spec.train and not spec.no_aug
     conditionals = random_aug and spec.augmentation is not None
 

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 from common.cli_errors import UserError
 
 from .device import DeviceLoader
-from .folder import BadSample, ImageFolderDataset, _reason, describe_bad_images, find_bad_images, read_rgb, sample_seed
+from .folder import BadSample, ImageFolderDataset, _reason, read_rgb, sample_seed
 from .samplers import ShardSampler
 from .transforms import val_resize_size
 

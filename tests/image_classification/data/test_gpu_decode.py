@@ -45,7 +45,7 @@ def assert_close_batches(a, b, tol=0.02):
     assert len(a) == len(b)
     for (xa, ya), (xb, yb) in zip(a, b):
         assert xa.shape == xb.shape and xa.dtype == xb.dtype
-        assert torch.equal(ya, yb)
+        assert torch.equal(ya.cpu(), yb.cpu())
         assert (xa - xb.to(xa.device)).abs().mean().item() < tol
 
 
