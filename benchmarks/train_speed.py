@@ -162,7 +162,9 @@ def rows(args, device: torch.device):
         for backend in ["synthetic", *args.e2e_backends]:
             e2e[f"e2e-b0-{backend}"] = (
                 lambda backend=backend: trainer_run(
-                    "efficientnet", "efficientnet-b0", **b0t, steps=args.e2e_steps, extra=E2E_MODES[args.e2e_mode],
+                    "efficientnet", "efficientnet-b0", **b0t, steps=args.e2e_steps,
+                    extra=E2E_MODES[args.e2e_mode] + (["--augmentation", args.e2e_augmentation]
+                                                      if args.e2e_augmentation else []),
                     data=None if backend == "synthetic" else args.jpeg_data, backend=backend, workers=args.workers))
     return {
         "timm-b0-eager": lambda: plain_loop(timm.create_model("efficientnet_b0"), **b0p, compile=False),
@@ -201,6 +203,7 @@ def main(argv=None) -> int:
     p.add_argument("--e2e-mode", default="compile", choices=list(E2E_MODES),
                    help="trainer configuration of the e2e rows")
     p.add_argument("--e2e-steps", type=int, default=80, help="--prof of the e2e rows")
+    p.add_argument("--e2e-augmentation", default=None, help="--augmentation of the e2e rows, e.g. autoaugment")
     p.add_argument("-j", "--workers", type=int, default=os.cpu_count() or 1, help="loader workers of the e2e rows")
     p.add_argument("--cpu", action="store_true", help="smoke-run on the CPU (fp32, no AMP; figures meaningless)")
     p.add_argument("--steps", type=int, default=30, help="timed steps of the plain loops")

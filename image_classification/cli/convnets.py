@@ -119,7 +119,10 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
     p.add_argument("--deterministic", action="store_true",
                    help="[ext] deterministic GPU kernels, so a seeded run repeats bit for bit (slower)")
     p.add_argument("--compile", action="store_true",
-                   help="[ext] torch.compile the model for training (the first steps compile; cached on disk)")
+                   help="[ext] torch.compile the model for training (the first steps compile; cached on disk); "
+                        "the DGXA100 and H100 presets turn it on")
+    p.add_argument("--eager", action="store_false", dest="compile",
+                   help="[ext] train without torch.compile, whatever the preset says")
     p.add_argument("--compile-mode", default="default",
                    choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
                    help="[ext] torch.compile mode for --compile (reduce-overhead: forward and backward as CUDA graphs)")

@@ -112,6 +112,19 @@ def test_cli_flags_beat_shipped_presets(tmp_path, capsys):
     assert cfg["optimizer"] == "rmsprop" and cfg["precision"] == "fp16"  # the rest still from the presets
 
 
+@pytest.mark.parametrize("platform, flags, expected", [
+    ("DGXA100", [], (True, "reduce-overhead")),  # measured fastest on an H100: the presets train compiled
+    ("H100", [], (True, "reduce-overhead")),
+    ("DGXA100", ["--eager"], (False, "reduce-overhead")),
+    ("DGXA100", ["--compile-mode", "default"], (True, "default")),
+    ("DGX1V-16G", [], (False, "default")),  # not measured there: eager, as upstream
+])
+def test_training_compile_presets(platform, flags, expected, tmp_path, capsys):
+    argv = ["--model", "efficientnet-b0", "--precision", "AMP", "--mode", "convergence", "--platform", platform]
+    cfg = dry_run(argv + [str(tmp_path)] + flags, capsys)
+    assert (cfg["compile"], cfg["compile_mode"]) == expected
+
+
 # --------------------------------------------------------------------------------------------- launch errors
 
 @pytest.mark.parametrize("args, needles", [
@@ -227,7 +240,9 @@ def main_dry_run(argv: list[str], capsys) -> dict:
 ])
 def test_trt_is_a_real_boolean(flags, expected, tmp_path, capsys):
     cfg = main_dry_run([str(tmp_path), *flags], capsys)
-    assert cfg["model_kwargs"]["trt"] is expected
+    # Without the flag the builder's default applies: the Linear SE, or the conv SE of efficientnet-quant-*.
+    assert cfg["model_kwargs"].get("trt", False) is expected
+    assert ("trt" in cfg["model_kwargs"]) is bool(flags)
 
 
 def test_trt_through_launch(tmp_path, capsys):
