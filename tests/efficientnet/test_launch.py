@@ -112,6 +112,23 @@ def test_cli_flags_beat_shipped_presets(tmp_path, capsys):
     assert cfg["optimizer"] == "rmsprop" and cfg["precision"] == "fp16"  # the rest still from the presets
 
 
+@pytest.mark.parametrize("family, model", [("efficientnet", "efficientnet-b0"), ("efficientnet", "efficientnet-b4"),
+                                           ("gpunet", "gpunet-0"), ("gpunet", "gpunet-d2")])
+@pytest.mark.parametrize("mode", ["benchmark_training", "benchmark_training_short", "benchmark_inference",
+                                  "evaluate", "convergence"])
+def test_every_mode_preset_passes_validation(family, model, mode, tmp_path, capsys):
+    """The merged presets must make a valid configuration (a models' warmup longer than a benchmark's epochs once
+    made every benchmark_training run stop at the first line)."""
+    import importlib
+
+    entry = importlib.import_module(f"{family}.launch")
+    capsys.readouterr()
+    entry.main(["--model", model, "--precision", "AMP", "--mode", mode, "--platform", "DGXA100", str(tmp_path),
+                "--dry-run"])
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["arch"] == model
+
+
 @pytest.mark.parametrize("platform, flags, expected", [
     ("DGXA100", [], (True, "reduce-overhead")),  # measured fastest on an H100: the presets train compiled
     ("H100", [], (True, "reduce-overhead")),
