@@ -164,6 +164,10 @@ class Trainer:
             # self.model stays the plain module for checkpoints, EMA and validation.
             configure_compile_cache()
             self.executor = torch.compile(self.executor, mode=cfg.compile_mode)
+        # Modes that replay CUDA graphs reuse their output memory: each step must say it starts a new iteration, or
+        # a step's backward can find its forward's saved tensors overwritten (seen with EMA and accumulation).
+        self._graph_steps = (cfg.compile and not cfg.evaluate and self.device.type == "cuda"
+                             and cfg.compile_mode in ("reduce-overhead", "max-autotune"))
         self.ema = ModelEma(self.model, cfg.use_ema) if cfg.use_ema else None
         self.teacher = None
         if distilling:
@@ -371,6 +375,8 @@ class Trainer:
             last_micro = (i + 1) % self.accum == 0 or i + 1 == self.iters_per_epoch
             # Gradients are all-reduced only on the micro-step that ends an accumulation.
             sync = self.executor.no_sync() if self.dist.distributed and not last_micro else contextlib.nullcontext()
+            if self._graph_steps:
+                torch.compiler.cudagraph_mark_step_begin()
             with sync:
                 with autocast_context(device, cfg.precision):
                     logits = self.executor(resize_batch(images, self.image_size))
