@@ -164,10 +164,17 @@ class Trainer:
             # self.model stays the plain module for checkpoints, EMA and validation.
             configure_compile_cache()
             self.executor = torch.compile(self.executor, mode=cfg.compile_mode)
-        # Modes that replay CUDA graphs reuse their output memory: each step must say it starts a new iteration, or
-        # a step's backward can find its forward's saved tensors overwritten (seen with EMA and accumulation).
+        # Modes that replay CUDA graphs reuse their output memory, so each step says it starts a new iteration.
         self._graph_steps = (cfg.compile and not cfg.evaluate and self.device.type == "cuda"
                              and cfg.compile_mode in ("reduce-overhead", "max-autotune"))
+        # With gradient accumulation the first micro-step's gradients would be the graph's own output buffers
+        # (autograd adopts a fresh gradient rather than copying it), which the next replay overwrites before they are
+        # added to: keep gradients in buffers of our own, zeroed in place, instead.
+        self._own_grads = self._graph_steps and self.accum > 1
+        if self._own_grads:
+            for param in self.model.parameters():
+                if param.requires_grad and param.grad is None:
+                    param.grad = torch.zeros_like(param)
         self.ema = ModelEma(self.model, cfg.use_ema) if cfg.use_ema else None
         self.teacher = None
         if distilling:
@@ -395,7 +402,7 @@ class Trainer:
                     nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
                 self.scaler.step(self.optimizer)
                 self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer.zero_grad(set_to_none=not self._own_grads)
                 self.optimizer_steps += 1
                 if self.ema is not None:
                     self.ema.update(self.model, self.optimizer_steps)
