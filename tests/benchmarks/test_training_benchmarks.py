@@ -1,0 +1,54 @@
+"""The committed training benchmarks still run: benchmarks/train_speed.py (in its CPU smoke mode, every kind of row)
+and benchmarks/make_jpegs.py (the ImageNet-shaped JPEG folder the end-to-end rows read)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def script(*args, cwd=REPO) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=600,
+                          env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+
+
+def test_make_jpegs_writes_an_imagefolder_of_imagenet_shaped_jpegs(tmp_path):
+    out = script("benchmarks/make_jpegs.py", tmp_path / "jpegs", "--train", 12, "--val", 4, "--classes", 4, "-j", 2)
+    assert out.returncode == 0, out.stderr
+    train = sorted((tmp_path / "jpegs" / "train").glob("*/*.JPEG"))
+    val = sorted((tmp_path / "jpegs" / "val").glob("*/*.JPEG"))
+    assert len(train) == 12 and len(val) == 4
+    assert len({p.parent.name for p in train}) == 4
+    for path in train[:3]:
+        with Image.open(path) as im:
+            assert im.format == "JPEG" and im.mode == "RGB" and min(im.size) >= 300
+    again = script("benchmarks/make_jpegs.py", tmp_path / "again", "--train", 12, "--val", 4, "--classes", 4)
+    assert again.returncode == 0
+    assert train[0].read_bytes() == (tmp_path / "again" / train[0].relative_to(tmp_path / "jpegs")).read_bytes()
+
+
+def test_train_speed_smoke_run_fills_every_row(tmp_path):
+    script("benchmarks/make_jpegs.py", tmp_path / "jpegs", "--train", 40, "--val", 4, "--classes", 4, "-j", 2)
+    result = tmp_path / "speed.json"
+    out = script("benchmarks/train_speed.py", "--cpu", "--b0-batch", 4, "--gpunet-batch", 2, "--b0-size", 64,
+                 "--gpunet-size", 64, "--steps", 2, "--warmup", 1, "--trainer-steps", 4, "--print-freq", 1,
+                 "--profile", "--only", "timm-b0-eager", "plain-b0-eager", "ours-b0-eager", "ours-gpunet0-eager", "e2e",
+                 "--jpeg-data", tmp_path / "jpegs", "--e2e-backends", "pytorch", "--e2e-mode", "eager",
+                 "--e2e-steps", 4, "-j", 0, "--json", result)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    rows = json.loads(result.read_text())["rows"]
+    assert list(rows) == ["timm-b0-eager", "plain-b0-eager", "ours-b0-eager", "ours-gpunet0-eager",
+                          "e2e-b0-synthetic", "e2e-b0-pytorch"]
+    assert all(row["img_s"] > 0 for row in rows.values())
+    assert rows["ours-b0-eager"]["windows"] == 4  # --prof 4 steps, one window per step
+    assert rows["timm-b0-eager"]["profile"]["kernels_per_step"] > 0
+
+
+def test_train_speed_refuses_an_unknown_row():
+    out = script("benchmarks/train_speed.py", "--cpu", "--only", "ours-b9")
+    assert out.returncode != 0 and "no row matches --only ours-b9" in out.stderr
