@@ -12,6 +12,9 @@ def tests(session):
     # DALI's CPU pipelines run without a GPU, so the dali-cpu backend is tested here; the CUDA 13 build is the
     # smaller download (the project's `dali` extra names the CUDA 12 build, which behaves the same on the CPU).
     session.install("nvidia-dali-cuda130")
+    # INT8 quantization (tests/image_classification/quantization): the version the code was written against, and
+    # the two packages modelopt imports without declaring them.
+    session.install("nvidia-modelopt==0.47.0", "requests", "huggingface_hub")
     session.run("pytest", "-m", "not gpu", *session.posargs)
 
 

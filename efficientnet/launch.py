@@ -3,6 +3,7 @@
     python launch.py --model efficientnet-b0 --precision AMP --mode convergence --platform DGXA100 /imagenet
 
 Presets merge as precision -> platform -> model[platform][precision] -> mode; flags given here override them.
+INT8: `--model efficientnet-quant-b0 --mode quantize ... --pretrained-from-file FP32_WEIGHTS` (see quant_main.py).
 """
 from __future__ import annotations
 

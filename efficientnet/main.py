@@ -22,8 +22,9 @@ def add_model_arguments(p: ArgumentParser, g: argparse._ArgumentGroup) -> None:
     g.add_argument("--bn_epsilon", type=float, default=1e-3)
     g.add_argument("--survival_prob", type=float, default=None, help="stochastic depth (default: 1.0; b4: 0.8)")
     g.add_argument("--dropout", type=float, default=None, help="dropout before the classifier (default per model)")
-    p.add_bool_flag("--trt", group=g, default=False, metavar="BOOL",
-                    help="1x1-conv squeeze-excitation (TensorRT-friendly); a real boolean, unlike upstream's")
+    p.add_bool_flag("--trt", group=g, default=None, metavar="BOOL",
+                    help="1x1-conv squeeze-excitation (TensorRT-friendly; default: false, efficientnet-quant-*: "
+                         "true); a real boolean, unlike upstream's")
 
 
 DIALECT = convnets.Dialect(

@@ -6,6 +6,8 @@
 Unlike upstream's: inputs INPUT__0 and outputs OUTPUT__0 with a dynamic batch, opset 17 or later, no removed
 torch arguments, a default output name even without a checkpoint, preprocessing in the file's metadata, and an
 onnxruntime check before the file is written (--no-verify skips it). GPUNets: gpunet/model2onnx.py.
+A quant_main.py checkpoint exports as INT8 Q/DQ (QuantizeLinear/DequantizeLinear, counted and checked) and, where
+TensorRT and a GPU are present, also as an INT8 engine (--int8-engine); --quantized insists on such a checkpoint.
 """
 from __future__ import annotations
 

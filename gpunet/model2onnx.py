@@ -7,7 +7,9 @@ Replaces upstream's `export_onnx` (opset 10, batch fixed at 1, unnamed tensors):
 OUTPUT__0 with a dynamic batch, opset 17 or later, preprocessing in the file's metadata, and an onnxruntime check
 before the file is written (--no-verify skips it). Build a TensorRT engine from the file with
 `python -m image_classification.export.tensorrt --onnx FILE` (upstream: trtexec --fp16 --workspace=10240).
-EfficientNets: efficientnet/model2onnx.py.
+EfficientNets: efficientnet/model2onnx.py. A quant_main.py checkpoint exports as INT8 Q/DQ
+(QuantizeLinear/DequantizeLinear, counted and checked) and, where TensorRT and a GPU are present, also as an INT8
+engine (--int8-engine); --quantized insists on such a checkpoint.
 """
 from __future__ import annotations
 

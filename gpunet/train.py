@@ -292,9 +292,10 @@ def run(args: argparse.Namespace) -> dict | None:
     if args.dry_run:
         print(json.dumps(cfg.to_dict(), indent=2, default=str))
         return None
+    from image_classification.quantization.state import check_fp32_run
     from image_classification.training.trainer import print_summary, train
 
-    summary = train(cfg)
+    summary = train(check_fp32_run(cfg, "train.py"))
     print_summary(summary)
     return summary
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from common.cli_errors import ArgumentParser, UserError
 from image_classification.data.loader import BACKENDS
+from image_classification.quantization.options import add_quantization_arguments, options_from_args
 from image_classification.training.config import OPTIMIZERS, TrainingConfig
 
 
@@ -167,6 +168,7 @@ def build_parser(dialect: Dialect) -> ArgumentParser:
     group = parser.add_argument_group("model flags (upstream spelling, with underscores)")
     add_weights_arguments(parser, group)
     dialect.add_model_arguments(parser, group)
+    add_quantization_arguments(parser)
     return parser
 
 
@@ -220,13 +222,19 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
 
 
 def run(args: argparse.Namespace, dialect: Dialect) -> dict | None:
+    if options_from_args(args) is not None:
+        from image_classification.quantization.workflow import run as run_quantization
+
+        return run_quantization(args, dialect)
     cfg = config_from_args(args, dialect)
     if args.dry_run:
         print(json.dumps(cfg.to_dict(), indent=2, default=str))
         return None
     from common.gpu_affinity import set_affinity
+    from image_classification.quantization.state import check_fp32_run
     from image_classification.training.trainer import print_summary, train
 
+    cfg = check_fp32_run(cfg, dialect.prog)
     set_affinity(cfg.gpu_affinity)
     summary = train(cfg)
     print_summary(summary)

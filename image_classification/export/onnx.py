@@ -9,6 +9,11 @@ checks the exported graph against PyTorch before the file appears.
     python efficientnet/model2onnx.py --arch efficientnet-b0 --pretrained-from-file model.pth.tar
     python gpunet/model2onnx.py --arch gpunet-0 --pretrained-from-file 0.65ms.pth.tar --precision fp16 --device cuda
 
+An INT8-quantized checkpoint (quant_main.py's, see image_classification.quantization) is exported with its
+quantizers as QuantizeLinear/DequantizeLinear pairs, TensorRT's explicit quantization: the Q/DQ counts are checked
+and printed, the onnxruntime check compares against the fake-quantized PyTorch model, and an INT8 TensorRT engine
+is built beside the file where TensorRT and a GPU are present (--int8-engine).
+
 API: `export_onnx(model, path, image_size=...)` and `verify_onnx(path, model, image_size=...)`.
 """
 from __future__ import annotations
@@ -186,6 +191,8 @@ def export_onnx_bytes(
             # The TorchScript ("legacy") exporter is chosen on purpose, so its deprecation notice is noise here.
             warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export")
             warnings.filterwarnings("ignore", message=r"The feature will be removed")
+            # modelopt's quantizers branch on their (constant) ranges while tracing; the trace is right regardless.
+            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"modelopt\.")
             # dynamo=False: the TorchScript exporter. modelopt's Q/DQ path (fake-quant modules exported as
             # QuantizeLinear/DequantizeLinear) needs it, and it exports these convolutional nets cleanly and fast.
             torch.onnx.export(
@@ -254,10 +261,13 @@ def verify_onnx(
     image_size: int,
     batch_sizes: Sequence[int] = (1, 2),
     atol: float | None = None,
+    quantized: bool = False,
 ) -> float:
     """Run random inputs of each batch size through onnxruntime (CPU provider) and through `model` (on its own
     device, in its own precision); return the largest absolute difference, or raise VerificationError when it
-    exceeds `atol` (default: `default_tolerance` of the model's precision)."""
+    exceeds `atol` (default: `default_tolerance` of the model's precision). A `quantized` model (Q/DQ graph against
+    fake quantization) gets more inputs, judged as a group instead: INT8 rounding ties move some inputs' outputs
+    by a few steps, an export error moves all of them (see quantization.onnx_check; `atol` does not apply)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -276,11 +286,22 @@ def verify_onnx(
     if len(inputs) != 1:
         raise UserError(f"expected one model input, the ONNX file has {len(inputs)}")
     onnx_dtype = _ORT_TYPES.get(inputs[0].type, torch.float32)
+    if quantized:
+        # Compared on the CPU in exact FP32: on a GPU, TF32 convolutions (and the fake-quantization kernels' own
+        # rounding) move enough values across INT8 rounding ties to make every input differ a little.
+        model = prepare_model(model, device="cpu", precision="fp32")
     dev, dtype = _model_device_dtype(model)
     generator = torch.Generator().manual_seed(_VERIFY_SEED + 1)
     worst, scale = 0.0, 0.0
+    per_sample: list[float] = []
+    same_top1: list[bool] = []
+    batches = list(dict.fromkeys(int(b) for b in batch_sizes))  # unique, in order
+    if quantized:
+        from image_classification.quantization.onnx_check import QDQ_EXTRA_SAMPLES
+
+        batches.append(QDQ_EXTRA_SAMPLES)
     with _eval_mode(model), torch.no_grad():
-        for batch in dict.fromkeys(int(b) for b in batch_sizes):  # unique, in order
+        for batch in batches:
             images = torch.randn(batch, 3, image_size, image_size, generator=generator)
             reference = model(images.to(dev, dtype)).float().cpu()
             (onnx_out,) = session.run([session.get_outputs()[0].name],
@@ -289,10 +310,18 @@ def verify_onnx(
             if onnx_out.shape != reference.shape:
                 raise VerificationError(f"ONNX output shape {tuple(onnx_out.shape)} differs from PyTorch's "
                                         f"{tuple(reference.shape)} at batch {batch}", float("inf"))
-            worst = max(worst, float((onnx_out - reference).abs().max()))
+            differences = (onnx_out - reference).abs().flatten(1).max(dim=1).values
+            per_sample += differences.tolist()
+            same_top1 += (onnx_out.argmax(dim=1) == reference.argmax(dim=1)).tolist()
+            worst = max(worst, float(differences.max()))
             scale = max(scale, float(reference.abs().max()))
     if atol is None:
         atol = default_tolerance(dtype, scale)
+    if quantized:
+        from image_classification.quantization.onnx_check import check_qdq_agreement
+
+        check_qdq_agreement(per_sample, same_top1, scale)
+        return worst
     if not worst <= atol:  # NaN fails too
         raise VerificationError(f"the ONNX model's outputs differ from PyTorch's: max abs difference {worst:.3g} "
                                 f"is above the tolerance {atol:.3g}", worst)
@@ -347,7 +376,13 @@ def build_parser(dialect: ExportDialect = ExportDialect()) -> ArgumentParser:
                    help="skip the onnxruntime check against PyTorch")
     p.add_argument("--atol", type=float, default=None, metavar="X",
                    help=f"tolerance of the check (default: {FP32_ATOL:g} for fp32; for fp16 {FP16_RTOL:g} of the "
-                        f"largest output, at least {FP16_RTOL:g})")
+                        f"largest output, at least {FP16_RTOL:g}); INT8 Q/DQ exports are judged as a group instead")
+    p.add_argument("--quantized", action="store_true",
+                   help="insist on an INT8-quantized checkpoint (quant_main.py's), exported with Q/DQ nodes; "
+                        "quantized checkpoints are exported that way without it too")
+    p.add_argument("--int8-engine", default="auto", choices=("auto", "on", "off"),
+                   help="quantized exports: also build an INT8 TensorRT engine beside the file (auto: where "
+                        "TensorRT and a GPU are present; on: fail without them; default: auto)")
     if dialect.add_model_arguments is not None:
         dialect.add_model_arguments(p, p.add_argument_group("model flags"))
     return p
@@ -432,6 +467,21 @@ def run(args: argparse.Namespace, dialect: ExportDialect = ExportDialect()) -> P
     loaded = load_model(info.name, checkpoint=args.pretrained_from_file, pretrained=args.pretrained,
                         use_ema=args.ema, num_classes=args.num_classes, model_kwargs=model_kwargs)
     model = loaded.model.eval()
+    from image_classification.quantization.state import is_quantized_model
+
+    quantized = is_quantized_model(model)
+    if args.quantized and not quantized:
+        raise UserError(f"--quantized asks for an INT8 model, and {args.pretrained_from_file or 'no checkpoint'} "
+                        f"holds no quantizer state: quantize the FP32 weights with quant_main.py first")
+    if info.quantized and not quantized:
+        print(f"warning: {info.name} weights without INT8 quantizer state: exporting the FP32 graph (quant_main.py "
+              f"writes the quantized checkpoint)", file=sys.stderr, flush=True)
+    if quantized and args.precision != "fp32":
+        raise UserError("an INT8-quantized model exports in fp32 (the Q/DQ graph; TensorRT picks INT8 and FP16 "
+                        "kernels from it): drop --precision fp16")
+    if quantized and fold is not None:
+        raise UserError("--fold-bn would change the weights the INT8 ranges were calibrated on: export a quantized "
+                        "model without it (TensorRT folds BatchNorm itself)")
 
     ckpt_cfg = facts.get("model_cfg") if isinstance(facts.get("model_cfg"), dict) else {}
     image_size = args.image_size
@@ -458,25 +508,49 @@ def run(args: argparse.Namespace, dialect: ExportDialect = ExportDialect()) -> P
     output = Path(args.output) if args.output else default_output_path(args.pretrained_from_file, info.name)
     if loaded.checkpoint is not None and output.resolve() == Path(loaded.checkpoint).resolve():
         raise UserError(f"the output {output} is the checkpoint itself: pass another --output")
+    if quantized:
+        metadata["quantization"] = "int8-qdq"
     data = export_onnx_bytes(model, image_size=image_size, opset=args.opset, batch_size=args.batch_size,
                              dynamic_batch=args.dynamic_batch, device=args.device, precision=args.precision,
                              metadata=metadata)
+    if quantized:
+        from image_classification.quantization.onnx_check import check_qdq
+
+        counts = check_qdq(data, f"the ONNX export of {info.name}")
+        print(f"Q/DQ nodes: {counts['QuantizeLinear']} QuantizeLinear, {counts['DequantizeLinear']} "
+              f"DequantizeLinear", flush=True)
     if args.verify:
         if onnxruntime_available():
             batches = (1, args.batch_size) if args.dynamic_batch else (args.batch_size,)
             try:
-                diff = verify_onnx(data, model, image_size=image_size, batch_sizes=batches, atol=args.atol)
+                diff = verify_onnx(data, model, image_size=image_size, batch_sizes=batches, atol=args.atol,
+                                   quantized=quantized)
             except VerificationError as exc:
                 raise UserError(f"{exc}; {output} was not written (--no-verify writes it unchecked)") from None
+            if quantized:
+                from image_classification.quantization.onnx_check import QDQ_EXTRA_SAMPLES
+
+                batches = (*batches, QDQ_EXTRA_SAMPLES)
             shown = " and ".join(str(b) for b in dict.fromkeys(batches))
-            print(f"max abs difference vs PyTorch: {diff:.3g} (onnxruntime CPU, batch {shown})", flush=True)
+            against = "the fake-quantized PyTorch model" if quantized else "PyTorch"
+            ties = ("; most inputs match to float precision, INT8 rounding ties move the others by a few steps"
+                    if quantized else "")
+            print(f"max abs difference vs {against}: {diff:.3g} (onnxruntime CPU, batch {shown}){ties}", flush=True)
         else:
             print("onnxruntime is not installed: skipping the check against PyTorch (pip install onnxruntime)",
                   file=sys.stderr, flush=True)
     write_bytes_atomically(data, output)
     batch = "dynamic batch" if args.dynamic_batch else f"batch {args.batch_size}"
-    print(f"=> exported {info.name} ({num_classes} classes, {image_size} px, {args.precision}, opset {args.opset}, "
+    kind = "INT8 Q/DQ" if quantized else args.precision
+    print(f"=> exported {info.name} ({num_classes} classes, {image_size} px, {kind}, opset {args.opset}, "
           f"{batch}) to {output}", flush=True)
+    if quantized:
+        from image_classification.quantization.onnx_check import build_int8_engine
+
+        engine = build_int8_engine(output, args.int8_engine,
+                                   log=lambda line: print(line, file=sys.stderr, flush=True))
+        if engine is not None:
+            print(f"=> INT8 TensorRT engine: {engine}", flush=True)
     return output
 
 

@@ -10,7 +10,9 @@ every arch, even with --cpu):
 - the architecture and the class count come from the checkpoint when it carries them;
 - class names: ImageNet's for 1000-class models, else the checkpoint's `class_names`, else `--labels`;
 - many images (files, directories, glob patterns) in batches; an unreadable one is reported and skipped;
-- on CPU the precision is FP32 (AMP on CPU is refused); on a GPU the inference fast path is used.
+- on CPU the precision is FP32 (AMP on CPU is refused); on a GPU the inference fast path is used;
+- an INT8-quantized checkpoint (quant_main.py's) runs with its quantizers restored (fake quantization, as it was
+  validated), never through the fast path, whose BatchNorm folding would change the weights its ranges fit.
 
 `load_classifier()` is the importable API (Triton and tests reuse it).
 """
@@ -299,9 +301,11 @@ def load_classifier(
         is_state_dict,
         load_state_dict_checked,
         read_checkpoint,
+        restore_quantization,
         select_state_dict,
         strip_prefixes,
     )
+    from image_classification.quantization.state import is_quantized_model
 
     from .validate import resolve_preprocessing
 
@@ -353,6 +357,7 @@ def load_classifier(
         model = None
     if model is None:
         model = create_model(info.name, num_classes=num_classes, **model_kwargs)
+    restore_quantization(model, checkpoint, str(path))
     load_state_dict_checked(model, state_dict, source=str(path))
     model.eval()
 
@@ -367,6 +372,13 @@ def load_classifier(
 
     predictor = None
     fast = device.type == "cuda" if fast is None else fast
+    # The fast path folds BatchNorm into the weights, which an INT8 model's ranges were calibrated without.
+    quantized = is_quantized_model(model)
+    fast = fast and not quantized
+    if quantized and device.type == "cuda":
+        from image_classification.quantization.backend import load_cuda_kernels
+
+        load_cuda_kernels()
     if device.type == "cuda":
         model.to(device)
         if fast:

@@ -202,6 +202,7 @@ def load_model(
         is_state_dict,
         load_state_dict_checked,
         read_checkpoint,
+        restore_quantization,
         select_state_dict,
         strip_prefixes,
     )
@@ -262,6 +263,7 @@ def load_model(
                 raise UserError(f"{checkpoint} has {theirs} classes but --num-classes is {num_classes}: "
                                 f"drop --num-classes or set it to {theirs}")
             model = create_model(info.name, num_classes=theirs, **model_kwargs)
+        restore_quantization(model, raw, str(checkpoint))
         load_state_dict_checked(model, state_dict, source=str(checkpoint))
     model_classes = _num_outputs(model)
     if data_classes is not None and model_classes is not None and model_classes != data_classes:

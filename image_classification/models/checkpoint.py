@@ -111,6 +111,14 @@ def load_state_dict_checked(
 
     missing = [k for k in own if k not in state_dict and not (fresh_classifier and k in classifier_keys)]
     unexpected = [k for k in state_dict if k not in own]
+    quantizer_keys = [k for k in unexpected if "_quantizer." in k]
+    if quantizer_keys and not any("_quantizer." in k for k in own):
+        arch = getattr(model, "pretrained_cfg", {}).get("architecture", type(model).__name__)
+        raise UserError(
+            f"{source} holds an INT8-quantized model ({len(quantizer_keys)} quantizer ranges such as "
+            f"{quantizer_keys[0]}) and {arch} is built in FP32 here: load a quant_main.py checkpoint with "
+            f"quant_main.py (--resume, --evaluate), classify.py or model2onnx.py, which restore its quantizers"
+        )
     shapes = [
         f"{k} {tuple(state_dict[k].shape)} vs model {tuple(own[k].shape)}"
         for k in state_dict
@@ -137,21 +145,40 @@ def load_pretrained(
     arch = checkpoint.get("arch") if not is_state_dict(checkpoint) else None
     expected = getattr(model, "pretrained_cfg", {}).get("architecture")
     if isinstance(arch, str) and expected and arch != expected:
-        from .registry import get_model_info
+        from .registry import share_weights
 
         try:
-            same = get_model_info(arch).name == expected
+            same = share_weights(arch, expected)
         except UserError:
             same = False
         if not same:
             raise UserError(f"{path} holds {arch} weights, not {expected}: pick the matching --arch")
+    if isinstance(arch, str) and expected and checkpoint.get("quantization"):
+        from .registry import get_model_info
+
+        if get_model_info(arch).name != expected:
+            # The recorded quantizers name this architecture's modules: even a weight-compatible twin differs there.
+            raise UserError(f"{path} holds an INT8-quantized {arch}, not {expected}: its quantizers fit {arch} "
+                            f"only, pick --arch {arch}")
     state_dict, which = select_state_dict(checkpoint, weights, source=str(path))
+    restore_quantization(model, checkpoint, str(path))
     load_state_dict_checked(model, state_dict, source=str(path), fresh_classifier=fresh_classifier)
     meta = {} if is_state_dict(checkpoint) else {
         k: v for k, v in checkpoint.items() if not isinstance(v, (dict, torch.Tensor)) or k == "args"
     }
     meta["weights_used"] = which
     return meta
+
+
+def restore_quantization(model: nn.Module, checkpoint: dict, source: str) -> nn.Module:
+    """Give `model` the INT8 quantizers a quantized checkpoint (quant_main.py's) was saved with, so that its state
+    dict fits; FP32 checkpoints leave the model as it is. Call it between building the model and loading weights."""
+    from image_classification.quantization.state import quantization_record, restore_quantizers
+
+    record = quantization_record(checkpoint)
+    if record is not None:
+        restore_quantizers(model, record, source)
+    return model
 
 
 def published_weights_path(info) -> Path | None:
@@ -182,6 +209,9 @@ def export_weights(checkpoint_path: str | os.PathLike, weight_path: str | os.Pat
     checkpoint = read_checkpoint(checkpoint_path)
     if is_state_dict(checkpoint):
         raise UserError(f"{checkpoint_path} is already a plain weights file, not a training checkpoint")
+    if checkpoint.get("quantization"):
+        raise UserError(f"{checkpoint_path} is an INT8-quantized checkpoint, and a plain weights file cannot carry its "
+                        f"quantizer state: use the checkpoint itself (classify.py, model2onnx.py, quant_main.py)")
     state_dict, which = select_state_dict(checkpoint, "ema" if ema else "raw", source=str(checkpoint_path))
     state_dict = strip_prefixes(state_dict)
     atomic_save(state_dict, weight_path)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from common.cli_errors import UserError
+
 from .layers import (
     StochasticDepthResidual,
     conv_bn_act,
@@ -79,7 +81,11 @@ class SqueezeExcitation(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = x.mean((2, 3), keepdim=self.use_conv)
         s = torch.sigmoid(self.expand(self.activation(self.squeeze(s))))
-        return x * (s if self.use_conv else s[:, :, None, None])
+        return self.scale(x, s if self.use_conv else s[:, :, None, None])
+
+    def scale(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        # Its own method so that INT8 quantization can put quantizers on both inputs of the multiply.
+        return x * gate
 
 
 class MBConvBlock(nn.Module):
@@ -216,6 +222,35 @@ class EfficientNet(nn.Module):
         return adapted
 
 
+def _register_quant(variant: str) -> None:
+    """Upstream's efficientnet-quant-*: the FP32 network with the 1x1-conv SE, which upstream forced for INT8 (TensorRT
+    runs the SE as convolutions). The quantizers themselves come from quant_main.py (image_classification.quantization),
+    so these build and train in FP32 like any model, and take the FP32 weights of efficientnet-<variant>."""
+    scaling = SCALING[variant]
+    name = f"efficientnet-quant-{variant}"
+
+    def build(*, trt: bool = True, **kwargs):
+        if not trt:
+            raise UserError(f"{name} always uses the 1x1-conv squeeze-excitation; for the Linear one (--trt false) "
+                            f"use efficientnet-{variant}")
+        return EfficientNet(scaling, trt=True, **kwargs)
+
+    build.__name__ = name.replace("-", "_")
+    register_model(
+        ModelInfo(
+            name=name,
+            family="efficientnet",
+            builder=build,
+            input_size=scaling.resolution,
+            crop_pct=scaling.resolution / (scaling.resolution + 32),
+            interpolation="bicubic",
+            aliases=(name.replace("-", "_"),),
+            quantized=True,
+            weights_of=f"efficientnet-{variant}",
+        )
+    )
+
+
 def _register(variant: str, wide_se: bool) -> None:
     scaling = SCALING[variant]
     name = f"efficientnet-{'widese-' if wide_se else ''}{variant}"
@@ -242,3 +277,4 @@ def _register(variant: str, wide_se: bool) -> None:
 for _variant in SCALING:
     _register(_variant, wide_se=False)
     _register(_variant, wide_se=True)
+    _register_quant(_variant)

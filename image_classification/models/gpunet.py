@@ -92,7 +92,11 @@ class SqueezeExcite(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         s = self.conv_expand(self.act1(self.conv_reduce(x.mean((2, 3), keepdim=True))))
-        return x * self.gate(s)
+        return self.scale(x, self.gate(s))
+
+    def scale(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        # Its own method so that INT8 quantization can put quantizers on both inputs of the multiply.
+        return x * gate
 
 
 def se_width(hidden: int, expansion: float) -> int:
@@ -521,7 +525,9 @@ def _register(arch: GPUNetArch) -> None:
             input_size=arch.resolution,
             crop_pct=arch.crop_pct,
             interpolation="bicubic",
-            aliases=(arch.name.replace("-", "_"), arch.latency_key, arch.marketing_name),
+            # gpunet-quant-<x>: the quantization presets' names (launch.py --mode quantize); the network is the same.
+            aliases=(arch.name.replace("-", "_"), arch.latency_key, arch.marketing_name,
+                     arch.name.replace("gpunet-", "gpunet-quant-")),
             weights_url=NGC_URL.format(arch.ngc_id),
             # Upstream's zip unpacks to <latency key>.pth.tar.
             weights_file=f"{arch.latency_key}.pth.tar",

@@ -30,6 +30,10 @@ class ModelInfo:
     weights_url: str | None = None
     # The checkpoint's file name in the torch hub cache, when it is not the URL's last part (GPUNet ships zips).
     weights_file: str | None = None
+    # Upstream's INT8 variants (efficientnet-quant-*): the network TensorRT wants quantized, and quant_main's default.
+    quantized: bool = False
+    # The architecture whose weights this one takes unchanged: a quant variant starts from its FP32 model's weights.
+    weights_of: str | None = None
 
     def metadata(self) -> dict:
         return {
@@ -72,6 +76,13 @@ def get_model_info(name: str) -> ModelInfo:
         hint = f" (did you mean {', '.join(sorted({_ALIASES[c] for c in close}))}?)" if close else ""
         raise UserError(f"unknown model {name!r}{hint}; list them with: python -m image_classification.models")
     return _REGISTRY[canonical]
+
+
+def share_weights(a: str, b: str) -> bool:
+    """Whether weights trained as `a` load into `b` as they are (the same model, or an FP32 model and its quant
+    variant)."""
+    first, second = get_model_info(a), get_model_info(b)
+    return (first.weights_of or first.name) == (second.weights_of or second.name)
 
 
 def create_model(

@@ -320,7 +320,12 @@ class Trainer:
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
             "config": self.cfg.to_dict(),
+            **self.extra_checkpoint_state(epoch),
         }
+
+    def extra_checkpoint_state(self, epoch: int) -> dict:
+        """Entries a specialised trainer adds to every checkpoint (QAT adds its quantizer record)."""
+        return {}
 
     def _save(self, epoch: int, iteration: int, is_best: bool) -> Path | None:
         rngs = D.gather_objects(rng_state())  # every rank's RNG, so a resumed DDP run repeats exactly

@@ -256,3 +256,46 @@ def test_shell_expansion_matches_parse(rel, tmp_path, fake_python):
     if platform != "CPU" and kind == "training":
         assert first[first.index("--nproc_per_node") + 1] == "8"
     assert "--nproc_per_node" not in first or (platform != "CPU" and kind == "training")
+
+
+# --------------------------------------------------------------------------------------------- quantization recipes
+
+from tests.image_classification.quantization import recipe_checks  # noqa: E402
+
+QUANT_SCRIPTS = sorted(recipe_checks.expected_scripts(CONFIGS))
+
+
+def test_quantization_scripts_match_configs():
+    assert recipe_checks.quantizing_models(CONFIGS) == ["efficientnet-quant-b0", "efficientnet-quant-b4"]
+    assert recipe_checks.found_scripts(EFFNET) == set(QUANT_SCRIPTS)
+    assert len(QUANT_SCRIPTS) == 14  # 2 models x (3 GPU platforms x {AMP, FP32} + CPU FP32)
+
+
+def test_upstream_qat_values_in_configs():
+    """Upstream's efficientnet/quantization recipes (upstream.md 1.4): B0 10 epochs of SGD, B4 2 of RMSprop."""
+    assert CONFIGS["mode"]["quantize"]["quantize"] is True
+    for model, batch, recipe in (
+        ("efficientnet-quant-b0", 128, dict(epochs=10, optimizer="sgd", lr=0.0125, momentum=0.89,
+                                            weight_decay=4.5e-5, lr_schedule="cosine", image_size=224)),
+        ("efficientnet-quant-b4", 32, dict(epochs=2, optimizer="rmsprop", rmsprop_alpha=0.853, rmsprop_eps=0.00422,
+                                           lr=4.09e-6, momentum=0.9, weight_decay=9.714e-4, lr_schedule="linear",
+                                           image_size=380)),
+    ):
+        for platform, precisions in CONFIGS["models"][model].items():
+            for preset in precisions.values():
+                assert {k: preset[k] for k in recipe} == recipe
+                assert preset["batch_size"] == (batch if platform != "CPU" else batch // 4)
+                assert (preset["label_smoothing"], preset["mixup"], preset["augmentation"], preset["warmup"]) == (
+                    0.0, 0.0, None, 0)
+
+
+@pytest.mark.parametrize("rel", QUANT_SCRIPTS, ids=ids)
+def test_quantization_recipe_dry_run(rel, tmp_path, capsys):
+    cfg = recipe_checks.check_dry_run(EFFNET, CONFIGS, launch.main, lambda model: model, rel, tmp_path, capsys)
+    assert cfg["arch"].startswith("efficientnet-quant-b")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("rel", QUANT_SCRIPTS, ids=ids)
+def test_quantization_recipe_shell_expansion(rel, tmp_path, fake_python):
+    recipe_checks.check_shell_expansion(EFFNET, rel, tmp_path, fake_python)

@@ -458,3 +458,43 @@ def test_train_params_line_runs_in_bash(name, tmp_path, fake_torchrun):
     _, calls = run_with_stub(["bash", "-c", line], fake_torchrun, tmp_path / "calls2",
                              env={"TEACHER_CHECKPOINT": TEACHER_CKPT}, cwd=GPUNET)
     assert calls[0][2] == "/root/data/imagenet/"
+
+
+# --------------------------------------------------------------------------------------------- quantization recipes
+
+from tests.image_classification.quantization import recipe_checks  # noqa: E402
+
+QUANT_SCRIPTS = sorted(recipe_checks.expected_scripts(CONFIGS))
+
+
+def test_quantization_scripts_match_configs():
+    assert recipe_checks.quantizing_models(CONFIGS) == ["gpunet-quant-0", "gpunet-quant-p0"]
+    assert recipe_checks.found_scripts(GPUNET) == set(QUANT_SCRIPTS)
+    assert len(QUANT_SCRIPTS) == 14  # 2 models x (3 GPU platforms x {AMP, FP32} + CPU FP32)
+
+
+def test_qat_presets_keep_each_gpunet_resolution():
+    """Upstream EfficientNet-B0's QAT recipe at each GPUNet's own resolution and crop, without the FP32 recipe's
+    EMA, RandAugment, random erasing and label smoothing."""
+    for model, size, crop in (("gpunet-quant-0", 320, 1.0), ("gpunet-quant-p0", 224, 0.875)):
+        for platform, precisions in CONFIGS["models"][model].items():
+            for preset in precisions.values():
+                assert (preset["image_size"], preset["crop_pct"]) == (size, crop)
+                assert (preset["epochs"], preset["optimizer"], preset["lr"], preset["lr_schedule"]) == (
+                    10, "sgd", 0.0125, "cosine")
+                assert (preset["augmentation"], preset["reprob"], preset["label_smoothing"]) == (None, 0.0, 0.0)
+                assert "use_ema" not in preset and "teacher" not in preset
+                assert preset["batch_size"] == (32 if platform == "CPU" else 128)
+
+
+@pytest.mark.parametrize("rel", QUANT_SCRIPTS, ids=ids)
+def test_quantization_recipe_dry_run(rel, tmp_path, capsys):
+    cfg = recipe_checks.check_dry_run(GPUNET, CONFIGS, launch.main, lambda m: m.replace("gpunet-quant-", "gpunet-"),
+                                      rel, tmp_path, capsys)
+    assert (cfg["use_ema"], cfg["teacher"], cfg["random_erasing"]) == (None, None, 0.0)
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("rel", QUANT_SCRIPTS, ids=ids)
+def test_quantization_recipe_shell_expansion(rel, tmp_path, fake_python):
+    recipe_checks.check_shell_expansion(GPUNET, rel, tmp_path, fake_python)

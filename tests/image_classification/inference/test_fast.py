@@ -67,11 +67,15 @@ def bn_count(model):
 
 @pytest.mark.parametrize("name", list_models())
 def test_fold_batchnorm_keeps_outputs_for_every_registered_model(name):
-    model = randomise_batchnorm(create_model(name, num_classes=10))
+    # Seeded (initialisation draws from the global RNG) and compared in float64: folding is exact arithmetic, and in
+    # fp32 the rounding through a deep random network decides the comparison once its logits grow large (the
+    # kaiming-initialised conv SE of efficientnet-quant-* reaches 50+), whatever the test order left in the RNG.
+    torch.manual_seed(0)
+    model = randomise_batchnorm(create_model(name, num_classes=10)).double()
     before = {k: v.clone() for k, v in model.state_dict().items()}
     bns = bn_count(model)
     assert bns > 0
-    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     with torch.no_grad():
         expected = model(x)
 
@@ -82,7 +86,7 @@ def test_fold_batchnorm_keeps_outputs_for_every_registered_model(name):
     with torch.no_grad():
         assert_close_logits(folded(x), expected)
         # any batch size and resolution, not only the traced one
-        other = torch.randn(1, 3, 48, 40)
+        other = torch.randn(1, 3, 48, 40, dtype=torch.float64)
         assert_close_logits(folded(other), model(other))
 
     # the input model is untouched: same modules, same tensors
