@@ -25,6 +25,23 @@ def run_script(*argv, cwd=REPO, timeout=600):
                           timeout=timeout)
 
 
+def run_in_process(capsys, main, *argv):
+    """A CLI's main as run_cli runs it (exit codes, one-line errors), without a new interpreter: the result looks
+    like run_script's CompletedProcess."""
+    from types import SimpleNamespace
+
+    from common.cli_errors import run_cli
+
+    capsys.readouterr()
+    try:
+        run_cli(main, [str(a) for a in argv])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code
+    captured = capsys.readouterr()
+    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
+
+
 def assert_one_line_error(proc, *fragments):
     assert proc.returncode == 2, (proc.returncode, proc.stdout[-2000:], proc.stderr[-2000:])
     lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]

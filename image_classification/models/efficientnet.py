@@ -235,20 +235,7 @@ def _register_quant(variant: str) -> None:
                             f"use efficientnet-{variant}")
         return EfficientNet(scaling, trt=True, **kwargs)
 
-    build.__name__ = name.replace("-", "_")
-    register_model(
-        ModelInfo(
-            name=name,
-            family="efficientnet",
-            builder=build,
-            input_size=scaling.resolution,
-            crop_pct=scaling.resolution / (scaling.resolution + 32),
-            interpolation="bicubic",
-            aliases=(name.replace("-", "_"),),
-            quantized=True,
-            weights_of=f"efficientnet-{variant}",
-        )
-    )
+    _register_info(name, scaling, build, quantized=True, weights_of=f"efficientnet-{variant}")
 
 
 def _register(variant: str, wide_se: bool) -> None:
@@ -258,6 +245,10 @@ def _register(variant: str, wide_se: bool) -> None:
     def build(**kwargs):
         return EfficientNet(scaling, wide_se=wide_se, **kwargs)
 
+    _register_info(name, scaling, build, weights_url=WEIGHTS_URLS.get(name))
+
+
+def _register_info(name: str, scaling, build, **extra) -> None:
     build.__name__ = name.replace("-", "_")
     register_model(
         ModelInfo(
@@ -269,7 +260,7 @@ def _register(variant: str, wide_se: bool) -> None:
             crop_pct=scaling.resolution / (scaling.resolution + 32),
             interpolation="bicubic",
             aliases=(name.replace("-", "_"),),
-            weights_url=WEIGHTS_URLS.get(name),
+            **extra,
         )
     )
 

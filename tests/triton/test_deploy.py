@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from tests.conftest import REPO, assert_one_line_error, run_script
+from tests.conftest import run_in_process as cli
 from tests.triton.pbtxt import parse
 
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (the project's [onnx] extra)")
@@ -35,19 +36,6 @@ def load_script(path: Path):
 @pytest.fixture(scope="module")
 def deploy_main():
     return load_script(DEPLOY).main
-
-
-def cli(capsys, main, *argv):
-    from common.cli_errors import run_cli
-
-    capsys.readouterr()
-    try:
-        run_cli(main, [str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,7 @@ import json
 from types import SimpleNamespace
 
 from tests.conftest import assert_one_line_error, run_script
+from tests.conftest import run_in_process
 
 BENCH = ("-m", "image_classification.data.bench")
 
@@ -42,18 +43,9 @@ def test_bench_val_split_wraps_around_the_epoch(digits_root):
 
 
 def _in_process(capsys, *argv):
-    """The CLI's main under run_cli without a new interpreter: (exit code, stdout, stderr) like a subprocess."""
-    from common.cli_errors import run_cli
     from image_classification.data.bench import main
 
-    capsys.readouterr()
-    try:
-        run_cli(main, [str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    out, err = capsys.readouterr()
-    return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+    return run_in_process(capsys, main, *argv)
 
 
 def test_bench_bad_input_fails_in_one_line(tmp_path, digits_root, capsys):

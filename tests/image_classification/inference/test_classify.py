@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -18,7 +17,7 @@ from image_classification.inference.classify import (
     read_labels,
 )
 from image_classification.models import create_model, get_model_info
-from tests.conftest import REPO, assert_one_line_error, run_script
+from tests.conftest import REPO, assert_one_line_error, run_in_process, run_script
 
 EFFICIENTNET = REPO / "efficientnet" / "classify.py"
 GPUNET = REPO / "gpunet" / "classify.py"
@@ -26,19 +25,10 @@ DIGITS = [str(d) for d in range(10)]
 
 
 def cli(capsys, *argv):
-    """efficientnet/classify.py's main in this process (as run_cli runs it): faster than a subprocess for the many
-    error cases; the result looks like run_script's."""
-    from common.cli_errors import run_cli
+    """efficientnet/classify.py's main in this process: faster than a subprocess for the many error cases."""
     from efficientnet.classify import main
 
-    capsys.readouterr()
-    try:
-        run_cli(main, [str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
+    return run_in_process(capsys, main, *argv)
 
 
 def parse_text(stdout: str) -> list[tuple[str, list[tuple[str, float]]]]:

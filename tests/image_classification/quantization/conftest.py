@@ -3,8 +3,6 @@ with max and with histogram, and fine-tuned with QAT for one epoch. Each runs on
 quant_main.py's real command line."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 
 # The flags the digits model was trained with (tests/image_classification/training/helpers.py and conftest.py's
@@ -18,20 +16,6 @@ def quant_main(*argv) -> dict:
     from efficientnet import quant_main as entry
 
     return entry.main([str(a) for a in argv])
-
-
-def cli(capsys, main, *argv):
-    """An entry point's main as run_cli runs it, in this process: the result looks like a subprocess's."""
-    from common.cli_errors import run_cli
-
-    capsys.readouterr()
-    try:
-        run_cli(main, [str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code
-    captured = capsys.readouterr()
-    return SimpleNamespace(returncode=code, stdout=captured.out, stderr=captured.err)
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,7 @@ from common.cli_errors import UserError
 from efficientnet import launch, main, model2onnx
 from image_classification.models import create_model, get_model_info, list_models
 from image_classification.models.registry import share_weights
-
-from .conftest import cli
+from tests.conftest import run_in_process as cli
 
 
 def test_quant_names_registered_like_upstream():

@@ -12,8 +12,9 @@ import torch
 from common.cli_errors import UserError
 from efficientnet import checkpoint2model, classify, launch, main, quant_main
 from tests.conftest import REPO, assert_one_line_error
+from tests.conftest import run_in_process as cli
 
-from .conftest import DIGITS, cli
+from .conftest import DIGITS
 
 MODELOPT_MODULES = ("modelopt", "modelopt.torch", "modelopt.torch.opt", "modelopt.torch.quantization")
 

@@ -13,8 +13,7 @@ import torch
 
 from image_classification.models import create_model
 from tests.conftest import assert_one_line_error
-
-from .conftest import cli
+from tests.conftest import run_in_process as cli
 
 pytest.importorskip("modelopt.torch.quantization")
 onnxruntime = pytest.importorskip("onnxruntime")

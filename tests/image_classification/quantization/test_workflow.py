@@ -10,8 +10,9 @@ import torch
 
 from image_classification.models import create_model
 from image_classification.models.checkpoint import read_checkpoint
+from tests.conftest import run_in_process as cli
 
-from .conftest import DIGITS, cli, quant_main
+from .conftest import DIGITS, quant_main
 
 pytest.importorskip("modelopt.torch.quantization")
 
