@@ -508,7 +508,8 @@ class Trainer:
         cfg = self.cfg
         start_time = time.time()
         summary: dict = {"arch": self.info.name, "num_classes": self.num_classes, "image_size": self.image_size,
-                         "workspace": str(self.workspace), "raport": str(self.workspace / cfg.raport_file)}
+                         "workspace": str(self.workspace), "raport": str(self.workspace / cfg.raport_file),
+                         "world_size": self.dist.world_size}
         last_val: dict = {}
         try:
             if cfg.evaluate:
