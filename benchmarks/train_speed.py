@@ -133,12 +133,16 @@ def trainer_run(family: str, arch: str, *, batch: int, size: int, steps: int, ex
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
-        train(config_from_args(build_parser().parse_args(argv)))
+        summary = train(config_from_args(build_parser().parse_args(argv)))
         wall = time.perf_counter() - t0
-        windows = [r["data"]["train.total_ips"] for r in read_report(Path(tmp) / "experiment_raport.json")
+        records = list(read_report(Path(tmp) / "experiment_raport.json"))
+        windows = [r["data"]["train.total_ips"] for r in records
                    if r.get("type") == "LOG" and len(r.get("step") or []) == 2 and "train.total_ips" in r["data"]]
     if not windows:
-        raise RuntimeError("the trainer logged no training windows")
+        # Once seen on the H100 (first DALI run in a fresh process): say what the run did, to find out why.
+        keys = ("epochs_done", "stopped", "early_stopped", "metrics")
+        raise RuntimeError(f"the trainer logged no training windows ({len(records)} report records; "
+                           f"{ {k: summary.get(k) for k in keys} })")
     steady = windows[2:] or windows
     return {"img_s": round(statistics.median(steady), 1), "windows": len(windows), "peak_gib": _peak_gib(device),
             "wall_s": round(wall, 1)}
