@@ -89,3 +89,26 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         fail(f"{message} (see {self.prog} --help)")
+
+
+def _whole_number(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
+
+
+def positive_int(value: str) -> int:
+    """argparse type: a whole number >= 1."""
+    n = _whole_number(value)
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return n
+
+
+def non_negative_int(value: str) -> int:
+    """argparse type: a whole number >= 0."""
+    n = _whole_number(value)
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
+    return n

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from common.cli_errors import ArgumentParser, UserError, run_cli
+from common.cli_errors import ArgumentParser, UserError, non_negative_int, positive_int, run_cli
 
 from .loader import BACKENDS, build_data
 
@@ -42,24 +42,8 @@ class Row:
     reason: str = ""
 
 
-def _positive(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return n
 
 
-def _non_negative(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return n
 
 
 def _version(module: str) -> str | None:
@@ -166,12 +150,12 @@ def build_parser() -> ArgumentParser:
                    help=f"loaders to time: {' '.join(BACKENDS)} (default: all)")
     p.add_argument("--split", default="train", choices=("train", "val"),
                    help="train (random crops, shuffled) or val (resize and centre crop)")
-    p.add_argument("-b", "--batch-size", type=_positive, default=256, metavar="N")
-    p.add_argument("--image-size", type=_positive, default=224, metavar="PX")
-    p.add_argument("-j", "--workers", type=_non_negative, default=min(8, os.cpu_count() or 1), metavar="N",
+    p.add_argument("-b", "--batch-size", type=positive_int, default=256, metavar="N")
+    p.add_argument("--image-size", type=positive_int, default=224, metavar="PX")
+    p.add_argument("-j", "--workers", type=non_negative_int, default=min(8, os.cpu_count() or 1), metavar="N",
                    help="data loading workers (default: min(8, CPU count))")
-    p.add_argument("--batches", type=_positive, default=50, metavar="N", help="timed batches")
-    p.add_argument("--warmup", type=_non_negative, default=10, metavar="N", help="batches drawn before timing")
+    p.add_argument("--batches", type=positive_int, default=50, metavar="N", help="timed batches")
+    p.add_argument("--warmup", type=non_negative_int, default=10, metavar="N", help="batches drawn before timing")
     p.add_argument("--cpu", action="store_true", help="deliver to the CPU even when a GPU is present")
     p.add_argument("--json", default=None, metavar="FILE", help="also write the results as JSON")
     return p

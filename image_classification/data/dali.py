@@ -409,7 +409,7 @@ def _dali_reason(text: str) -> str:
 def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, crop_pct: float, mean, std,
                     device: torch.device, rank: int = 0, world_size: int = 1, need_train: bool = True,
                     need_val: bool = True):
-    from .loader import DataBundle, _folder
+    from .loader import _folder, bundle, check_val_classes
     from .transforms import val_resize_size
 
     backend = "dali-gpu" if gpu else "dali-cpu"
@@ -460,17 +460,9 @@ def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, cro
                             resize_size=val_resize_size(val_image_size, crop_pct), interpolation=interp,
                             augmentation=None, batch_size=cfg.val_batch_size or cfg.batch_size, **common)
         ds = ImageFolderDataset(_folder(root, cfg.val_split), None)
-        if classes is not None and ds.classes != classes:
-            only_train = sorted(set(classes) - set(ds.classes))
-            only_val = sorted(set(ds.classes) - set(classes))
-            raise UserError(f"train/ and val/ class folders differ (only in train: {only_train[:5]}, "
-                            f"only in val: {only_val[:5]})")
-        classes = classes or ds.classes
+        classes = check_val_classes(classes, ds.classes)
         val = DaliLoader(ds, spec, seed=cfg.seed, **loader_args)
     if classes is None:
         raise UserError("nothing to load: neither training nor validation data was asked for")
-    if cfg.num_classes is not None and cfg.num_classes != len(classes):
-        raise UserError(f"{root} has {len(classes)} classes but --num_classes is {cfg.num_classes}: "
-                        f"pass --num_classes {len(classes)} (or leave it out to use the data's count)")
-    return DataBundle(train, val, len(classes), list(classes))
+    return bundle(cfg, root, train, val, classes)
 

@@ -360,7 +360,7 @@ def _mode(name: str, *, allow_random: bool) -> str:
 def build_gpu_decode_data(cfg, *, image_size: int, val_image_size: int, crop_pct: float, mean, std,
                           device: torch.device, rank: int = 0, world_size: int = 1, need_train: bool = True,
                           need_val: bool = True):
-    from .loader import DataBundle, _folder  # loader imports this module lazily: no import cycle
+    from .loader import _folder, bundle, check_val_classes  # loader imports this module lazily: no import cycle
 
     _check(cfg, need_train)
     root = Path(cfg.data)
@@ -400,15 +400,7 @@ def build_gpu_decode_data(cfg, *, image_size: int, val_image_size: int, crop_pct
         planner = Planner(val_image_size, train=False, crop_pct=crop_pct,
                           interpolation=_mode(cfg.val_interpolation or cfg.interpolation, allow_random=False))
         folder = ImageFolderDataset(_folder(root, cfg.val_split), None)
-        if classes is not None and folder.classes != classes:
-            only_train = sorted(set(classes) - set(folder.classes))
-            only_val = sorted(set(folder.classes) - set(classes))
-            raise UserError(f"train/ and val/ class folders differ (only in train: {only_train[:5]}, "
-                            f"only in val: {only_val[:5]})")
-        classes = classes or folder.classes
+        classes = check_val_classes(classes, folder.classes)
         val = make(folder, planner, size=val_image_size, batch_size=cfg.val_batch_size or cfg.batch_size,
                    shuffle=False, drop_last=False)
-    if cfg.num_classes is not None and cfg.num_classes != len(classes):
-        raise UserError(f"{root} has {len(classes)} classes but --num_classes is {cfg.num_classes}: "
-                        f"pass --num_classes {len(classes)} (or leave it out to use the data's count)")
-    return DataBundle(train, val, len(classes), list(classes))
+    return bundle(cfg, root, train, val, classes)

@@ -48,6 +48,24 @@ def _loader(dataset, *, batch_size, shuffle, seed, rank, world_size, workers, pr
     )
 
 
+def check_val_classes(train_classes, val_classes) -> list:
+    """The classes of a run: validation's folders must name the same classes as training's, when both are loaded."""
+    if train_classes is not None and val_classes != train_classes:
+        only_train = sorted(set(train_classes) - set(val_classes))
+        only_val = sorted(set(val_classes) - set(train_classes))
+        raise UserError(f"train/ and val/ class folders differ (only in train: {only_train[:5]}, "
+                        f"only in val: {only_val[:5]})")
+    return train_classes or val_classes
+
+
+def bundle(cfg, root, train, val, classes) -> DataBundle:
+    """Every backend's result, after the --num_classes check."""
+    if cfg.num_classes is not None and cfg.num_classes != len(classes):
+        raise UserError(f"{root} has {len(classes)} classes but --num_classes is {cfg.num_classes}: "
+                        f"pass --num_classes {len(classes)} (or leave it out to use the data's count)")
+    return DataBundle(train, val, len(classes), list(classes))
+
+
 def build_data(cfg, *, image_size: int, val_image_size: int, crop_pct: float, mean, std, device: torch.device,
                rank: int = 0, world_size: int = 1, need_train: bool = True, need_val: bool = True) -> DataBundle:
     memory_format = torch.channels_last if cfg.memory_format == "nhwc" else torch.contiguous_format
@@ -98,16 +116,8 @@ def build_data(cfg, *, image_size: int, val_image_size: int, crop_pct: float, me
     if need_val:
         tf = val_transform(val_image_size, crop_pct=crop_pct, interpolation=cfg.val_interpolation or cfg.interpolation)
         ds = ImageFolderDataset(_folder(root, cfg.val_split), tf, seed=None)
-        if classes is not None and ds.classes != classes:
-            only_train = sorted(set(classes) - set(ds.classes))
-            only_val = sorted(set(ds.classes) - set(classes))
-            raise UserError(f"train/ and val/ class folders differ (only in train: {only_train[:5]}, "
-                            f"only in val: {only_val[:5]})")
-        classes = classes or ds.classes
+        classes = check_val_classes(classes, ds.classes)
         loader = _loader(ds, batch_size=cfg.val_batch_size or cfg.batch_size, shuffle=False, drop_last=False, **common)
         val = DeviceLoader(loader, device, mean, std, memory_format=memory_format, skip_bad=cfg.skip_bad_images,
                            dataset=ds, scan_workers=max(cfg.workers, 1))
-    if cfg.num_classes is not None and cfg.num_classes != len(classes):
-        raise UserError(f"{root} has {len(classes)} classes but --num_classes is {cfg.num_classes}: "
-                        f"pass --num_classes {len(classes)} (or leave it out to use the data's count)")
-    return DataBundle(train, val, len(classes), list(classes))
+    return bundle(cfg, root, train, val, classes)

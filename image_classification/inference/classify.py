@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from common.cli_errors import ArgumentParser, UserError
+from common.cli_errors import ArgumentParser, UserError, positive_int  # noqa: F401 (triton/ imports it from here)
 
 IMAGENET_CLASSES = 1000
 DEFAULT_TOPK = 5
@@ -441,14 +441,6 @@ def expand_inputs(items: Iterable[str]) -> list[str]:
 # --- command line -------------------------------------------------------------------------------------------------
 
 
-def positive_int(value: str) -> int:
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return n
 
 
 def build_parser(prog: str = "classify.py", description: str | None = None) -> ArgumentParser:

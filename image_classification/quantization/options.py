@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from common.cli_errors import UserError
+from common.cli_errors import UserError, positive_int
 
 from .recipe import CALIB_METHODS, DEFAULT_CALIB_BATCHES, DEFAULT_CALIB_METHOD, DEFAULT_PERCENTILE
 
@@ -22,11 +22,6 @@ class QuantOptions:
     skip_calibration: bool = False
 
 
-def _positive_int(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return n
 
 
 def add_quantization_arguments(p: argparse.ArgumentParser) -> None:
@@ -37,7 +32,7 @@ def add_quantization_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--calib-method", default=None, choices=CALIB_METHODS,
                    help=f"activation ranges: max, or a percentile of a histogram (default: {DEFAULT_CALIB_METHOD}, "
                         f"upstream's); weights always use their per-channel max")
-    g.add_argument("--num-calib-batches", "--calib-batches", dest="num_calib_batches", type=_positive_int,
+    g.add_argument("--num-calib-batches", "--calib-batches", dest="num_calib_batches", type=positive_int,
                    default=None, metavar="N",
                    help=f"training batches to calibrate on (default: {DEFAULT_CALIB_BATCHES})")
     g.add_argument("--percentile", type=float, default=None, metavar="P",
