@@ -220,12 +220,16 @@ def main(argv=None) -> int:
                         "conv_1x1_as_mm=True; repeatable")
     p.add_argument("--dali-hw-decoder-load", type=float, default=None, metavar="F",
                    help="dali-gpu: share of JPEG decoding given to the hardware decoder (exploration)")
+    p.add_argument("--cudnn-benchmark-limit", type=int, default=None, metavar="N",
+                   help="cuDNN algorithms tried per convolution by its autotuner (PyTorch's default 10; 0 = all)")
     p.add_argument("--json", default=None)
     args = p.parse_args(argv)
     if not args.cpu and not torch.cuda.is_available():
         sys.exit("error: this benchmark needs a CUDA device (or --cpu for a smoke run)")
     device = torch.device("cpu" if args.cpu else "cuda")
     torch.backends.cudnn.benchmark = True
+    if args.cudnn_benchmark_limit is not None:
+        torch.backends.cudnn.benchmark_limit = args.cudnn_benchmark_limit
     for item in args.inductor:
         import ast
 
@@ -245,7 +249,9 @@ def main(argv=None) -> int:
             sys.exit(f"error: no row matches --only {' '.join(args.only)}; rows: {' '.join(table)}")
     results = {"device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu", "torch": torch.__version__,
                "cpus": os.cpu_count(), "inductor": args.inductor,
-               "dali_hw_decoder_load": args.dali_hw_decoder_load, "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+               "dali_hw_decoder_load": args.dali_hw_decoder_load,
+               "cudnn_benchmark_limit": torch.backends.cudnn.benchmark_limit,
+               "date": time.strftime("%Y-%m-%d %H:%M:%S"),
                "argv": sys.argv, "rows": {}}
     failed = False
     for name in names:

@@ -559,7 +559,9 @@ class Trainer:
                     path = self._save(epoch, done, is_best=False)
                     summary["stopped"] = f"SIGTERM at epoch {epoch}, iteration {done}"
                     if self.dist.is_main:
-                        print(f"=> stopped by SIGTERM; resume with --resume {path}", flush=True)
+                        # Benchmark modes and --no-checkpoints save nothing, so there is nothing to resume from.
+                        then = f"resume with --resume {path}" if path else "no checkpoint written (--no-checkpoints)"
+                        print(f"=> stopped by SIGTERM at epoch {epoch}, iteration {done}; {then}", flush=True)
                     return last_val
                 is_best = False
                 if not cfg.training_only:

@@ -60,6 +60,21 @@ def test_sigterm_saves_mid_epoch_and_resume_is_exact(digits_root, tmp_path, monk
     assert max_weight_diff(a["state_dict_ema"], b["state_dict_ema"]) == 0.0
 
 
+def test_sigterm_without_checkpoints_says_nothing_was_saved(digits_root, tmp_path, monkeypatch, capsys):
+    original = LRSchedule.apply
+
+    def apply_then_signal(self, optimizer, step):
+        if step == 1:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, optimizer, step)
+
+    monkeypatch.setattr(LRSchedule, "apply", apply_then_signal)
+    summary = run(digits_root, tmp_path, "--epochs", 1, "-j", 0, "--no-checkpoints")
+    assert summary["stopped"] == "SIGTERM at epoch 0, iteration 2"
+    assert "stopped by SIGTERM at epoch 0, iteration 2; no checkpoint written" in capsys.readouterr().out
+    assert not list(tmp_path.glob("*.pth.tar"))
+
+
 def test_resume_refuses_finished_run_and_other_arch(digits_root, tmp_path):
     run(digits_root, tmp_path, "--epochs", 1, "-j", 0)
     ckpt = tmp_path / "checkpoint.pth.tar"

@@ -60,9 +60,14 @@ def test_fused_sgd_on_cuda_matches_foreach(tmp_path):
     common = ("--data-backend", "synthetic", "--amp", "--epochs", 1, "--prof", 4, "--num_classes", 10, "-b", 16,
               "--training-only", "--deterministic")
     run("unused", tmp_path / "fused", *common)
-    run("unused", tmp_path / "foreach", *common, "--fused-optimizer", "off")
-    weights = (load(tmp_path / d / "checkpoint.pth.tar")["state_dict"] for d in ("fused", "foreach"))
-    assert max_weight_diff(*weights) < 1e-3
+    run("unused", tmp_path / "plain", *common, "--fused-optimizer", "off")
+    run("unused", tmp_path / "lower-lr", *common, "--fused-optimizer", "off", "--lr", 0.045)
+    assert _train_losses(tmp_path / "fused") == pytest.approx(_train_losses(tmp_path / "plain"), rel=5e-3)
+    weights = {d: load(tmp_path / d / "checkpoint.pth.tar")["state_dict"] for d in ("fused", "plain", "lower-lr")}
+    # fp16 forward passes amplify last-bit differences in the update (the H100 once saw 0.03 in the state dict after 4
+    # steps), so the kernels must agree far better than a 10% change of learning rate, not to an absolute bound.
+    assert max_weight_diff(weights["fused"], weights["plain"]) < 0.2 * max_weight_diff(
+        weights["plain"], weights["lower-lr"])
 
 
 @pytest.mark.gpu
