@@ -29,7 +29,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from a checkout: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli_errors import ArgumentParser, UserError, run_cli  # noqa: E402
+from common.cli_errors import ArgumentParser, UserError, non_negative_int, positive_int, run_cli  # noqa: E402
 
 DEFAULT_BULK_RESULTS = "results-all.csv"
 CHECKPOINT_PATTERNS = ("*.pth.tar", "*.pth")
@@ -52,20 +52,6 @@ UNSUPPORTED = [
     ("real_labels", ("",), "ImageNet-ReaL labels are not supported: the class folders define the labels"),
     ("valid_labels", ("",), "label subsets are not supported: validate on a folder with the model's classes"),
 ]
-
-
-def positive_int(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return n
-
-
-def non_negative_int(value: str) -> int:
-    n = int(value)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative, got {value}")
-    return n
 
 
 def build_parser() -> ArgumentParser:

@@ -20,8 +20,7 @@ from pathlib import Path
 if find_spec("image_classification") is None:
     sys.path.append(str(Path(__file__).resolve().parents[1]))
 
-from common.cli_errors import ArgumentParser, run_cli  # noqa: E402
-from image_classification.inference.classify import positive_int  # noqa: E402
+from common.cli_errors import ArgumentParser, positive_int, run_cli  # noqa: E402
 from image_classification.serving.client import PROTOCOLS, ClientOptions, run_client  # noqa: E402
 
 

@@ -10,7 +10,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from common.cli_errors import ArgumentParser, UserError
+from common.cli_errors import ArgumentParser, UserError, positive_int
 from image_classification.data.loader import BACKENDS
 from image_classification.quantization.options import add_quantization_arguments, options_from_args
 from image_classification.training.config import OPTIMIZERS, TrainingConfig
@@ -29,13 +29,6 @@ class Dialect:
 INTERPOLATIONS = ("bilinear", "bicubic", "random", "triangular")
 AFFINITY_MODES = ("none", "socket", "socket_single", "socket_single_unique", "socket_unique_interleaved",
                   "socket_unique_contiguous")
-
-
-def positive_int(value: str) -> int:
-    n = int(value)
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return n
 
 
 def probability(value: str) -> float:

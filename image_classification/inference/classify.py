@@ -31,7 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from common.cli_errors import ArgumentParser, UserError, positive_int  # noqa: F401 (triton/ imports it from here)
+from common.cli_errors import ArgumentParser, UserError, positive_int
 
 IMAGENET_CLASSES = 1000
 DEFAULT_TOPK = 5
