@@ -118,7 +118,6 @@ def trainer_run(family: str, arch: str, *, batch: int, size: int, steps: int, ex
         from efficientnet.main import build_parser, config_from_args
     else:
         from gpunet.main import build_parser, config_from_args
-    from common.dllogger import read_report
     from image_classification.training.trainer import train
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -135,17 +134,25 @@ def trainer_run(family: str, arch: str, *, batch: int, size: int, steps: int, ex
         t0 = time.perf_counter()
         summary = train(config_from_args(build_parser().parse_args(argv)))
         wall = time.perf_counter() - t0
-        records = list(read_report(Path(tmp) / "experiment_raport.json"))
-        windows = [r["data"]["train.total_ips"] for r in records
-                   if r.get("type") == "LOG" and len(r.get("step") or []) == 2 and "train.total_ips" in r["data"]]
+        img_s, windows = steady_images_per_second(Path(tmp) / "experiment_raport.json", summary)
+    return {"img_s": img_s, "windows": windows, "peak_gib": _peak_gib(device), "wall_s": round(wall, 1)}
+
+
+def steady_images_per_second(report: Path, summary: dict) -> tuple[float, int]:
+    """(median train.total_ips of the trainer's print windows after the first two, number of windows). The first two
+    hold compilation, CUDA-graph recording and cuDNN's autotuning."""
+    from common.dllogger import read_report
+
+    records = list(read_report(report))
+    windows = [r["data"]["train.total_ips"] for r in records
+               if r.get("type") == "LOG" and len(r.get("step") or []) == 2 and "train.total_ips" in r["data"]]
     if not windows:
         # Once seen on the H100 (first DALI run in a fresh process): say what the run did, to find out why.
         keys = ("epochs_done", "stopped", "early_stopped", "metrics")
         raise RuntimeError(f"the trainer logged no training windows ({len(records)} report records; "
                            f"{ {k: summary.get(k) for k in keys} })")
     steady = windows[2:] or windows
-    return {"img_s": round(statistics.median(steady), 1), "windows": len(windows), "peak_gib": _peak_gib(device),
-            "wall_s": round(wall, 1)}
+    return round(statistics.median(steady), 1), len(windows)
 
 
 E2E_MODES = {"eager": [], "compile": ["--compile"],

@@ -532,6 +532,10 @@ class Trainer:
             best_epoch=self.best_epoch,
             elapsed_s=round(time.time() - start_time, 1),
         )
+        if self.device.type == "cuda":
+            # The largest of any rank's, which is what decides whether a batch size fits.
+            peak = torch.tensor([torch.cuda.max_memory_allocated(self.device) / 2**30], device=self.device)
+            summary["peak_gpu_memory_gib"] = round(D.all_reduce_max(peak).item(), 2)
         if self.dist.is_main:
             _write_json_atomic(summary, self.workspace / "summary.json")
         D.barrier()

@@ -1,5 +1,6 @@
-"""The committed training benchmarks still run: benchmarks/train_speed.py (in its CPU smoke mode, every kind of row)
-and benchmarks/make_jpegs.py (the ImageNet-shaped JPEG folder the end-to-end rows read)."""
+"""The committed training benchmarks still run: benchmarks/train_speed.py (in its CPU smoke mode, every kind of row),
+benchmarks/ddp_scaling.py (1 and 2 gloo processes) and benchmarks/make_jpegs.py (the ImageNet-shaped JPEG folder the
+end-to-end rows read)."""
 from __future__ import annotations
 
 import json
@@ -52,3 +53,25 @@ def test_train_speed_smoke_run_fills_every_row(tmp_path):
 def test_train_speed_refuses_an_unknown_row():
     out = script("benchmarks/train_speed.py", "--cpu", "--only", "ours-b9")
     assert out.returncode != 0 and "no row matches --only ours-b9" in out.stderr
+
+
+def test_ddp_scaling_smoke_run_measures_one_and_two_processes(tmp_path):
+    out = script("benchmarks/ddp_scaling.py", "--cpu", "--mode", "eager", "--gpus", 2, 1, "--only", "b0",
+                 "--b0-batch", 4, "--b0-size", 32, "--steps", 4, "--print-freq", 1,
+                 "--json", tmp_path / "s.json", "--markdown", tmp_path / "s.md")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    results = json.loads((tmp_path / "s.json").read_text())
+    assert results["gpus"] == [1, 2] and list(results["rows"]) == ["b0-1", "b0-2"]
+    one, two = results["rows"]["b0-1"], results["rows"]["b0-2"]
+    assert one["efficiency"] == 1.0 and one["windows"] == two["windows"] == 4
+    # (a row without "error" means the run's summary.json reported the world size asked for)
+    assert "error" not in two
+    assert two["per_gpu_img_s"] == round(two["img_s"] / 2, 1)
+    assert two["efficiency"] == round(two["img_s"] / (2 * one["img_s"]), 3)
+    table = (tmp_path / "s.md").read_text()
+    assert "| EfficientNet-B0 | 2 | 4 |" in table and "scaling efficiency" in table
+
+
+def test_ddp_scaling_needs_the_one_gpu_baseline():
+    out = script("benchmarks/ddp_scaling.py", "--cpu", "--mode", "eager", "--gpus", 2)
+    assert out.returncode != 0 and "--gpus must include 1" in out.stderr

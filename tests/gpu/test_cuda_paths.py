@@ -14,6 +14,7 @@ def test_amp_fp16_channels_last_training_on_synthetic_data(tmp_path):
     summary = run("unused", tmp_path, "--data-backend", "synthetic", "--amp", "--memory-format", "nhwc",
                   "--epochs", 2, "--num_classes", 10, "-b", 32, "--image-size", 64, "--use-ema", 0.9)
     assert summary["val"]["images"] == 4 * 32
+    assert 0 < summary["peak_gpu_memory_gib"] < torch.cuda.get_device_properties(0).total_memory / 2**30
     ckpt = torch.load(tmp_path / "checkpoint.pth.tar", weights_only=True)
     assert ckpt["scaler"] is not None and ckpt["scaler"]["scale"] > 0  # GradScaler really ran
     assert all(torch.isfinite(v.float()).all() for v in ckpt["state_dict"].values())
