@@ -8,7 +8,6 @@ import random
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -47,21 +46,6 @@ from .schedule import LRSchedule
 
 # Under DDP every rank must agree to stop at the same step; agreeing costs a collective, so ask only this often.
 STOP_CHECK_EVERY = 20
-
-
-@dataclass
-class _PendingWindow:
-    """One print window's metrics, on their way from the device: logged when the next window closes."""
-
-    host: torch.Tensor  # the mean loss(es), then the AMP scale when it is a tensor
-    event: torch.cuda.Event | None  # set when the copy from the GPU is still in flight
-    scale: float | None
-    n: int
-    world_images: int
-    data_s: float
-    elapsed: float
-    lr: float
-    iterations: int = 0  # iterations ended since (and including) the one that closed this window
 
 
 class GracefulStop:
@@ -388,7 +372,6 @@ class Trainer:
         window_start = data_start = time.perf_counter()
         i = start_iter
         stopped = False
-        pending: _PendingWindow | None = None
         for i, (images, targets) in enumerate(loader, start=start_iter):
             if i >= self.iters_per_epoch:
                 break
@@ -435,78 +418,39 @@ class Trainer:
             window_images += images.shape[0]
             window_data += data_time
             if window_n == cfg.print_freq or i + 1 == self.iters_per_epoch:
-                closed = self._close_window(window_loss, window_kd, window_base, window_n, window_images, window_data,
-                                            time.perf_counter() - window_start, lr)
+                mean_loss = D.all_reduce_sum(window_loss / window_n).item() / self.dist.world_size
+                elapsed = time.perf_counter() - window_start
+                world_images = window_images * self.dist.world_size
+                self.logger.log_metric("train.loss", mean_loss, window_n)
+                if self.teacher is not None:
+                    for name, value in (("train.kd_loss", window_kd), ("train.base_loss", window_base)):
+                        mean = D.all_reduce_sum(value / window_n).item() / self.dist.world_size
+                        self.logger.log_metric(name, mean, window_n)
+                    window_kd.zero_()
+                    window_base.zero_()
+                self.logger.log_metric("train.total_ips", world_images / elapsed, window_n)
+                self.logger.log_metric("train.compute_ips", world_images / max(elapsed - window_data, 1e-9), window_n)
+                self.logger.log_metric("train.data_time", window_data / window_n, window_n)
+                self.logger.log_metric("train.compute_time", (elapsed - window_data) / window_n, window_n)
+                self.logger.log_metric("train.lr", lr)
+                if self.scaler.is_enabled():
+                    self.logger.log_metric("train.grad_scale", self.scaler.get_scale())
+                if progress is not None:
+                    progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{world_images / elapsed:.0f}", lr=f"{lr:.4g}")
                 window_loss.zero_()
-                window_kd.zero_()
-                window_base.zero_()
                 window_n, window_images, window_data = 0, 0, 0.0
                 window_start = time.perf_counter()
-                # The window before this one is logged now, once its step has finished on the device; this one
-                # waits for the next. Reading this window's loss at once would stall the host until the GPU is idle.
-                self._log_window(pending, progress)
-                pending = closed
-            if pending is not None:
-                pending.iterations += 1  # its record must come before the ones of the iterations that follow it
-            else:
-                self.logger.end_iteration(mode="train")
+            self.logger.end_iteration(mode="train")
             if progress is not None:
                 progress.update(1)
             if last_micro and self._should_stop(stopper, i):
                 stopped = True
                 break
             data_start = time.perf_counter()
-        self._log_window(pending, progress)
         if self.data.train.skipped and self.dist.is_main:
             print(f"warning: skipped {len(self.data.train.skipped)} unreadable training images so far "
                   f"(first: {self.data.train.skipped[0].path})", file=sys.stderr, flush=True)
         return i + 1, stopped
-
-    def _close_window(self, loss_sum, kd_sum, base_sum, n: int, images: int, data_s: float, elapsed: float,
-                      lr: float) -> _PendingWindow:
-        """Start the window's metrics on their way to the host without waiting for them."""
-        means = [loss_sum / n] + ([kd_sum / n, base_sum / n] if self.teacher is not None else [])
-        values = D.all_reduce_sum(torch.stack(means)) / self.dist.world_size
-        scale = None
-        if self.scaler.is_enabled():
-            # GradScaler.get_scale() reads the scale with .item(); its tensor can travel with the losses.
-            scale_async = getattr(self.scaler, "_get_scale_async", None)
-            scale_tensor = scale_async() if scale_async is not None else None
-            scale = scale_tensor if scale_tensor is not None else self.scaler.get_scale()
-        if isinstance(scale, torch.Tensor):
-            values = torch.cat([values, scale.reshape(1).to(values.dtype)])
-        values = values.detach()
-        host, event = values, None
-        if values.device.type == "cuda":
-            host = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)  # pinned: the copy does not block
-            host.copy_(values, non_blocking=True)
-            event = torch.cuda.Event()
-            event.record()
-        return _PendingWindow(host=host, event=event, scale=None if isinstance(scale, torch.Tensor) else scale, n=n,
-                              world_images=images * self.dist.world_size, data_s=data_s, elapsed=elapsed, lr=lr)
-
-    def _log_window(self, window: _PendingWindow | None, progress) -> None:
-        if window is None:
-            return
-        if window.event is not None:
-            window.event.synchronize()
-        values = window.host.tolist()
-        n, images, elapsed, data_s = window.n, window.world_images, window.elapsed, window.data_s
-        self.logger.log_metric("train.loss", values[0], n)
-        if self.teacher is not None:
-            self.logger.log_metric("train.kd_loss", values[1], n)
-            self.logger.log_metric("train.base_loss", values[2], n)
-        self.logger.log_metric("train.total_ips", images / elapsed, n)
-        self.logger.log_metric("train.compute_ips", images / max(elapsed - data_s, 1e-9), n)
-        self.logger.log_metric("train.data_time", data_s / n, n)
-        self.logger.log_metric("train.compute_time", (elapsed - data_s) / n, n)
-        self.logger.log_metric("train.lr", window.lr)
-        if self.scaler.is_enabled():
-            self.logger.log_metric("train.grad_scale", values[-1] if window.scale is None else window.scale)
-        if progress is not None:
-            progress.set_postfix(loss=f"{values[0]:.4f}", img_s=f"{images / elapsed:.0f}", lr=f"{window.lr:.4g}")
-        for _ in range(window.iterations):
-            self.logger.end_iteration(mode="train")
 
     def validate(self, model: nn.Module, prefix: str) -> dict:
         bar = self._progress(len(self.data.val), f"{prefix}")
