@@ -99,3 +99,23 @@ def test_step_flag_errors_are_one_line(digits_root, tmp_path):
     assert_one_line_error(run_script("efficientnet/main.py", digits_root, "--compile-mode", "fastest", "--dry-run"),
                           "--compile-mode")
     assert not (tmp_path / "w").exists()  # a refused run leaves nothing behind
+
+
+def _train_records(workspace) -> list[tuple]:
+    return [(tuple(r["step"]), r["data"]["train.loss"]) for r in read_report(workspace / "experiment_raport.json")
+            if r.get("type") == "LOG" and len(r.get("step") or []) == 2 and "train.loss" in r["data"]]
+
+
+def test_each_window_is_logged_under_its_own_step(digits_root, tmp_path):
+    """Per-step records (print-freq 1, as the benchmark modes) and per-window records carry the right step and that
+    window's own mean loss, and the last window is not lost."""
+    common = ("--epochs", 1, "--prof", 4, "-j", 0, "--training-only")
+    run(digits_root, tmp_path / "every", *common, "--print-freq", 1)
+    run(digits_root, tmp_path / "pairs", *common, "--print-freq", 2)
+    every, pairs = _train_records(tmp_path / "every"), _train_records(tmp_path / "pairs")
+    assert [step for step, _ in every] == [(0, 1), (0, 2), (0, 3), (0, 4)]
+    assert [step for step, _ in pairs] == [(0, 2), (0, 4)]
+    losses = [loss for _, loss in every]
+    assert len(set(losses)) == 4
+    assert [loss for _, loss in pairs] == pytest.approx([(losses[0] + losses[1]) / 2, (losses[2] + losses[3]) / 2],
+                                                        rel=1e-5)
