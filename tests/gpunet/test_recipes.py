@@ -22,6 +22,7 @@ import yaml
 from common.launcher import build_parser as multiproc_parser
 from gpunet import launch
 from gpunet import train as timm_train
+from tests.shell_lines import expand
 
 REPO = Path(__file__).resolve().parents[2]
 GPUNET = REPO / "gpunet"
@@ -110,15 +111,7 @@ def substitute(line: str, data: Path, workspace: Path, bs: int | None) -> list[s
     if bs is not None:
         values["$bs"] = str(bs)
         values["${bs}"] = str(bs)
-    tokens = []
-    for tok in shlex.split(line):
-        if tok == "${@:2}":
-            continue
-        for var, value in values.items():
-            tok = tok.replace(var, value)
-        assert "$" not in tok, f"unexpanded shell variable in {tok!r}"
-        tokens.append(tok)
-    return tokens
+    return expand(line, values, "${@:2}")
 
 
 def launch_argv(tokens: list[str], kind: str, platform: str) -> list[str]:

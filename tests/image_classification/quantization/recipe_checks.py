@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import stat
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from common.launcher import build_parser as multiproc_parser
+from tests.shell_lines import expand
 
 PRECISION_NAME = {"AMP": "fp16", "TF32": "tf32", "FP32": "fp32"}
 CONFIG_NAMES = {"reprob": "random_erasing", "remode": "random_erasing_mode"}  # flag name -> TrainingConfig field
@@ -63,15 +63,7 @@ def launch_line(text: str) -> str:
 def substitute(line: str, family: Path, data: Path, weights: Path, workspace: Path) -> list[str]:
     values = {"$HERE": str(family), "$DATA_DIR": str(data), "$FP32_WEIGHTS": str(weights),
               "${2:-./}": str(workspace), "$NGPUS": "8"}
-    tokens = []
-    for tok in shlex.split(line):
-        if tok == "${@:3}":
-            continue
-        for var, value in values.items():
-            tok = tok.replace(var, value)
-        assert "$" not in tok, f"unexpanded shell variable in {tok!r}"
-        tokens.append(tok)
-    return tokens
+    return expand(line, values, "${@:3}")
 
 
 def launch_argv(tokens: list[str], family: Path, platform: str) -> list[str]:
