@@ -160,17 +160,6 @@ def test_png_grey_and_cmyk_images_are_decoded_on_the_cpu(mixed_root):
     assert_close_batches(ours, theirs)
 
 
-@pytest.fixture()
-def corrupt_root(tmp_path, digits_root):
-    root = tmp_path / "d"
-    shutil.copytree(digits_root, root)
-    (root / "train" / "3" / "empty.jpg").write_bytes(b"")
-    (root / "train" / "5" / "garbage.jpg").write_bytes(b"this is not a jpeg")
-    good = next((root / "train" / "7").glob("*.jpg")).read_bytes()
-    (root / "train" / "7" / "truncated.jpg").write_bytes(good[: len(good) // 3])
-    return root
-
-
 def test_corrupt_images_stop_the_run_with_one_line(corrupt_root):
     bundle = data(cfg(corrupt_root, batch_size=64), need_val=False)
     with pytest.raises(UserError) as exc:

@@ -140,17 +140,6 @@ def test_batch_larger_than_data_is_refused(digits_root):
         data(cfg(digits_root, batch_size=5000))
 
 
-@pytest.fixture()
-def corrupt_root(tmp_path, digits_root):
-    root = tmp_path / "d"
-    shutil.copytree(digits_root, root)
-    (root / "train" / "3" / "empty.jpg").write_bytes(b"")
-    (root / "train" / "5" / "garbage.jpg").write_bytes(b"this is not a jpeg")
-    good = next((root / "train" / "7").glob("*.jpg")).read_bytes()
-    (root / "train" / "7" / "truncated.jpg").write_bytes(good[: len(good) // 3])
-    return root
-
-
 def test_corrupt_images_stop_the_run_with_a_full_report(corrupt_root):
     bundle = data(cfg(corrupt_root, batch_size=64))
     with pytest.raises(UserError) as exc:
