@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -238,11 +239,13 @@ def run(args: argparse.Namespace, dialect: convnets.Dialect) -> dict | None:
     check_launch_preset(args)
     resolve_arch(args, dialect)
     cfg = convnets.config_from_args(args, dialect)
-    if cfg.compile:
+    if cfg.compile and not cfg.evaluate:
         # Measured on the CPU: Dynamo guards on every quantized module's own class, recompiles past its limit and
-        # falls back to eager: an epoch of 4 steps took 37 s instead of 1.2 s (val top1 62.5% vs 61.7%).
-        raise UserError("--compile does not apply to quantization-aware training (modelopt's quantized modules make "
-                        "torch.compile recompile and fall back to eager): drop --compile")
+        # falls back to eager: an epoch of 4 steps took 37 s instead of 1.2 s (val top1 62.5% vs 61.7%). The
+        # DGXA100/H100 presets turn --compile on for every mode, so this is a note, not an error.
+        print("note: quantization-aware training runs eager; --compile is ignored (modelopt's quantized modules make "
+              "torch.compile recompile until it falls back to eager)", file=sys.stderr, flush=True)
+        cfg.compile = False
     # The GPU inference fast path folds BatchNorm into the convolution weights, whose INT8 ranges were calibrated
     # on the unfolded weights: quantized models are validated as they are.
     cfg.fast_inference = False
