@@ -14,6 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from common.atomic_files import atomic_write
 from common.cli_errors import UserError
 
 from . import model_config as mc
+
+if TYPE_CHECKING:
+    from image_classification.inference.classify import ClassifyPreprocessing
 
 PROTOCOLS = ("http", "grpc")
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
@@ -203,32 +207,31 @@ def class_index_map(folder_classes: list[str], model_classes: list[str] | None, 
                     "do not match: pass the validation folder the model was trained for")
 
 
-@dataclass
 class Preprocessor:
-    """Resize (shorter side), centre crop, normalise: images -> float32 (N, 3, H, W) as the model was trained."""
+    """Resize (shorter side), centre crop, normalise: images -> float32 (N, 3, H, W) as the model was trained, with
+    the project's own preprocessing description (`ClassifyPreprocessing`) in numpy."""
 
-    image_size: int
-    crop_pct: float
-    interpolation: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
+    def __init__(self, spec: ClassifyPreprocessing):
+        from image_classification.data.transforms import val_transform
+
+        self.spec = spec
+        self._transform = val_transform(spec.image_size, crop_pct=spec.crop_pct, interpolation=spec.interpolation)
+        # The same arithmetic as the project's Classifier: (x - 255 mean) / (255 std), in float32.
+        self._mean = np.array([255.0 * m for m in spec.mean], dtype=np.float32).reshape(1, 3, 1, 1)
+        self._inv_std = np.array([1.0 / (255.0 * s) for s in spec.std], dtype=np.float32).reshape(1, 3, 1, 1)
 
     @classmethod
     def from_dict(cls, cfg: dict) -> Preprocessor:
+        from image_classification.inference.classify import ClassifyPreprocessing
+
         try:
-            return cls(image_size=int(cfg["image_size"]), crop_pct=float(cfg["crop_pct"]),
-                       interpolation=str(cfg["interpolation"]), mean=tuple(cfg["mean"]), std=tuple(cfg["std"]))
+            spec = ClassifyPreprocessing(image_size=int(cfg["image_size"]), crop_pct=float(cfg["crop_pct"]),
+                                         interpolation=str(cfg["interpolation"]), mean=tuple(cfg["mean"]),
+                                         std=tuple(cfg["std"]))
         except (KeyError, TypeError, ValueError) as exc:
             raise UserError(f"the model's preprocessing parameter is incomplete ({exc}): redeploy it with "
                             "deploy.py, or pass --weights") from None
-
-    def __post_init__(self):
-        from image_classification.data.transforms import val_transform
-
-        self._transform = val_transform(self.image_size, crop_pct=self.crop_pct, interpolation=self.interpolation)
-        # The same arithmetic as the project's Classifier: (x - 255 mean) / (255 std), in float32.
-        self._mean = np.array([255.0 * m for m in self.mean], dtype=np.float32).reshape(1, 3, 1, 1)
-        self._inv_std = np.array([1.0 / (255.0 * s) for s in self.std], dtype=np.float32).reshape(1, 3, 1, 1)
+        return cls(spec)
 
     def crop(self, path: str) -> np.ndarray:
         from image_classification.data.folder import read_rgb
@@ -239,8 +242,9 @@ class Preprocessor:
         return (crops.astype(np.float32) - self._mean) * self._inv_std
 
     def as_dict(self) -> dict:
-        return {"image_size": self.image_size, "crop_pct": self.crop_pct, "interpolation": self.interpolation,
-                "mean": list(self.mean), "std": list(self.std)}
+        spec = self.spec
+        return {"image_size": spec.image_size, "crop_pct": spec.crop_pct, "interpolation": spec.interpolation,
+                "mean": list(spec.mean), "std": list(spec.std)}
 
 
 # --- scoring ------------------------------------------------------------------------------------------------------
@@ -311,13 +315,13 @@ def run_client(options: ClientOptions) -> dict:
         if spec.preprocessing is not None:
             prep = Preprocessor.from_dict(spec.preprocessing)
         elif local is not None:
-            p = local.preprocessing
-            prep = Preprocessor(p.image_size, p.crop_pct, p.interpolation, tuple(p.mean), tuple(p.std))
+            prep = Preprocessor(local.preprocessing)
         else:
             raise UserError(f"{spec.name} does not publish its preprocessing (no '{mc.PREPROCESSING_PARAMETER}' "
                             "parameter, as PyTriton-served models): pass --weights CHECKPOINT")
-        if prep.image_size != spec.image_size:
-            raise UserError(f"the preprocessing crops {prep.image_size} px, and {spec.name} takes {spec.image_size} px")
+        if prep.spec.image_size != spec.image_size:
+            raise UserError(f"the preprocessing crops {prep.spec.image_size} px, and {spec.name} takes "
+                            f"{spec.image_size} px")
         names = local.class_names if local is not None else None
         if names is None and options.labels:
             from image_classification.inference.classify import read_labels
