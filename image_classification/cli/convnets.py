@@ -31,6 +31,19 @@ AFFINITY_MODES = ("none", "socket", "socket_single", "socket_single_unique", "so
                   "socket_unique_contiguous")
 
 
+def key_value(value: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE read as a Python literal (True, 8, 0.5, "text"), else kept as the text itself."""
+    import ast
+
+    key, sep, raw = value.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    try:
+        return key.strip(), ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return key.strip(), raw
+
+
 def probability(value: str) -> float:
     p = float(value)
     if not 0.0 <= p <= 1.0:
@@ -120,6 +133,10 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
     p.add_argument("--compile-mode", default="default",
                    choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
                    help="[ext] torch.compile mode for --compile (reduce-overhead: forward and backward as CUDA graphs)")
+    p.add_argument("--compile-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                   dest="compile_options",
+                   help="[ext] a TorchInductor option for --compile, over the training defaults "
+                        "(realize_reads_threshold=8); repeatable")
     p.add_argument("--fused-optimizer", default="auto", choices=("auto", "on", "off"),
                    help="[ext] fused CUDA optimizer kernels (sgd, adamw; auto: on a GPU), else foreach (default auto)")
     p.add_argument("--no-fast", action="store_false", dest="fast_inference",
@@ -189,7 +206,8 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
         static_loss_scale=args.static_loss_scale, memory_format=args.memory_format,
         device="cpu" if args.cpu else "auto", deterministic=args.deterministic, seed=args.seed,
         fast_inference=args.fast_inference, inference_compile=args.inference_compile, compile=args.compile,
-        compile_mode=args.compile_mode, fused_optimizer=args.fused_optimizer,
+        compile_mode=args.compile_mode, compile_options=dict(args.compile_options),
+        fused_optimizer=args.fused_optimizer,
         print_freq=args.print_freq, prof=args.prof,
         evaluate=args.evaluate, training_only=args.training_only, save_checkpoints=args.save_checkpoints,
         checkpoint_filename=args.checkpoint_filename, gather_checkpoints=args.gather_checkpoints,

@@ -370,13 +370,18 @@ class Predictor:
                 f"compile={self.compile_mode}, cuda_graph={self.graph_shape})")
 
 
-def _compile(model: nn.Module, mode: str, options: dict | None):
+def unknown_inductor_options(options: dict) -> list[str]:
+    """The keys of `options` that are not TorchInductor config names (dotted ones checked by their first part)."""
+    from torch._inductor import config as inductor_config
+
+    return sorted(k for k in options if not hasattr(inductor_config, k.split(".")[0]))
+
+
+def compile_with_options(model: nn.Module, mode: str, options: dict | None):
     """torch.compile with a mode and extra inductor options (torch.compile itself takes one or the other)."""
     if not options:
         return torch.compile(model, mode=mode)  # attribute lookups (pretrained_cfg) reach `model`
-    from torch._inductor import config as inductor_config
-
-    unknown = sorted(k for k in options if not hasattr(inductor_config, k.split(".")[0]))
+    unknown = unknown_inductor_options(options)
     if unknown:
         raise UserError(f"unknown TorchInductor option(s): {', '.join(unknown)}")
     merged = {**torch._inductor.list_mode_options(mode), **options}
@@ -451,7 +456,7 @@ def prepare_for_inference(
     runner = prepared
     if mode is not None:
         configure_compile_cache()
-        runner = _compile(prepared, mode, compile_options)
+        runner = compile_with_options(prepared, mode, compile_options)
     predictor = Predictor(runner, device=device, precision=precision, channels_last=channels_last,
                           compile_mode=mode, bn_folded=fold_bn)
     predictor.eager_model = prepared  # the uncompiled module, for inspection (same weights)

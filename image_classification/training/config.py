@@ -104,6 +104,8 @@ class TrainingConfig:
     # The training step: torch.compile of the model, and fused (CUDA) / foreach optimizer kernels.
     compile: bool = False
     compile_mode: str = "default"  # torch.compile mode; reduce-overhead also replays forward/backward as CUDA graphs
+    # TorchInductor options for --compile, over trainer.TRAINING_INDUCTOR_OPTIONS
+    compile_options: dict[str, Any] = field(default_factory=dict)
     fused_optimizer: str = "auto"  # auto (fused on CUDA where the optimizer has it, else foreach) | on | off
     # --evaluate on a GPU runs the inference fast path (BN folded, channels_last, compiled, CUDA graph) unless off.
     fast_inference: bool = True
@@ -146,6 +148,11 @@ class TrainingConfig:
         need(self.compile_mode in ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
              f"--compile-mode must be default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs, "
              f"got {self.compile_mode!r}")
+        if self.compile_options:
+            from image_classification.inference.fast import unknown_inductor_options
+
+            unknown = unknown_inductor_options(self.compile_options)
+            need(not unknown, f"--compile-option: unknown TorchInductor option(s): {', '.join(unknown)}")
         need(self.fused_optimizer in ("auto", "on", "off"),
              f"--fused-optimizer must be auto, on or off, got {self.fused_optimizer!r}")
         need(self.memory_format in ("nchw", "nhwc"),

@@ -27,3 +27,15 @@ def test_corrupt_image_stops_training_with_one_line(digits_root, tmp_path):
     proc = run_script("efficientnet/main.py", data, "--workspace", tmp_path / "ws", "--image-size", 32, "-b", 64,
                       "-j", 0, "--epochs", 1, "--no-progress", "--cpu")
     assert_one_line_error(proc, "1 of 1439 images", "broken.jpg", "--skip-bad-images")
+
+
+def test_compile_option_without_a_value_is_refused(tmp_path):
+    proc = run_script("efficientnet/main.py", tmp_path, "--compile-option", "realize_reads_threshold")
+    assert_one_line_error(proc, "--compile-option", "expected KEY=VALUE")
+
+
+def test_unknown_compile_option_is_refused_before_anything_is_written(digits_root, tmp_path):
+    proc = run_script("efficientnet/main.py", digits_root, "--workspace", tmp_path / "ws", "--compile",
+                      "--compile-option", "realise_reads_threshold=8", "--cpu")
+    assert_one_line_error(proc, "unknown TorchInductor option", "realise_reads_threshold")
+    assert not (tmp_path / "ws").exists()

@@ -33,6 +33,26 @@ def test_compiled_step_matches_the_eager_step(digits_root, tmp_path, monkeypatch
     assert not any(k.startswith("_orig_mod") for k in load(tmp_path / "compiled" / "checkpoint.pth.tar")["state_dict"])
 
 
+def test_compile_gets_the_training_inductor_options(digits_root, tmp_path, monkeypatch):
+    from image_classification.inference import fast
+    from image_classification.training.trainer import TRAINING_INDUCTOR_OPTIONS
+
+    seen = []
+
+    def spy(module, mode, options):
+        seen.append((mode, options))
+        return module  # train eagerly: only the arguments matter here
+
+    monkeypatch.setattr(fast, "compile_with_options", spy)
+    run(digits_root, tmp_path / "defaults", "--epochs", 1, "--prof", 1, "-j", 0, "--training-only", "--compile")
+    run(digits_root, tmp_path / "mine", "--epochs", 1, "--prof", 1, "-j", 0, "--training-only", "--compile",
+        "--compile-mode", "max-autotune-no-cudagraphs", "--compile-option", "realize_reads_threshold=4",
+        "--compile-option", "triton.unique_kernel_names=True")
+    assert TRAINING_INDUCTOR_OPTIONS == {"realize_reads_threshold": 8}
+    assert seen == [("default", {"realize_reads_threshold": 8}),
+                    ("max-autotune-no-cudagraphs", {"realize_reads_threshold": 4, "triton.unique_kernel_names": True})]
+
+
 def test_optimizer_kernels():
     assert kernel_options("sgd", "auto", "cuda") == {"fused": True}
     assert kernel_options("adamw", "auto", "cuda") == {"fused": True}
@@ -52,6 +72,41 @@ def test_foreach_and_plain_sgd_train_alike(digits_root, tmp_path):
     run(digits_root, tmp_path / "plain", *common, "--fused-optimizer", "off")
     weights = (load(tmp_path / d / "checkpoint.pth.tar")["state_dict"] for d in ("foreach", "plain"))
     assert max_weight_diff(*weights) < 1e-5
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_options_keep_recomputed_batchnorm_out_of_fp32_buffers():
+    """The reason for TRAINING_INDUCTOR_OPTIONS: with Inductor's defaults the backward pass of conv-BN-SiLU writes the
+    recomputed BN output to an fp32 buffer the size of the activation; with ours it stays in registers."""
+    import re
+
+    import torch._dynamo
+    import torch._inductor.config as inductor_config
+    from torch._inductor.utils import run_and_get_code
+
+    from image_classification.inference.fast import compile_with_options
+    from image_classification.training.trainer import TRAINING_INDUCTOR_OPTIONS
+
+    def fp32_activation_buffers(options: dict) -> int:
+        torch._dynamo.reset()
+        block = torch.nn.Sequential(torch.nn.Conv2d(16, 32, 3, padding=1, bias=False), torch.nn.BatchNorm2d(32),
+                                    torch.nn.SiLU(), torch.nn.Conv2d(32, 16, 1, bias=False))
+        block = block.cuda().to(memory_format=torch.channels_last)
+        x = torch.randn(8, 16, 32, 32, device="cuda").contiguous(memory_format=torch.channels_last)
+        compiled = compile_with_options(block, "default", options)
+
+        def step():
+            with torch.autocast("cuda", dtype=torch.float16):
+                compiled(x).float().sum().backward()
+
+        with inductor_config.patch(force_disable_caches=True):
+            _, code = run_and_get_code(step)
+        return sum(len(re.findall(r"empty_strided_cuda\(\(8, 32, 32, 32\), [^)]*\), torch\.float32\)", c))
+                   for c in code)
+
+    assert fp32_activation_buffers({"realize_reads_threshold": 4}) > 0  # Inductor's default
+    assert fp32_activation_buffers(TRAINING_INDUCTOR_OPTIONS) == 0
 
 
 @pytest.mark.gpu
