@@ -175,8 +175,9 @@ def rows(args, device: torch.device):
             e2e[f"e2e-b0-{backend}"] = (
                 lambda backend=backend: trainer_run(
                     "efficientnet", "efficientnet-b0", **b0t, steps=args.e2e_steps,
-                    extra=E2E_MODES[args.e2e_mode] + (["--augmentation", args.e2e_augmentation]
-                                                      if args.e2e_augmentation else []),
+                    extra=E2E_MODES[args.e2e_mode]
+                    + (["--augmentation", args.e2e_augmentation] if args.e2e_augmentation else [])
+                    + (["--prefetch", str(args.e2e_prefetch)] if args.e2e_prefetch else []),
                     data=None if backend == "synthetic" else args.jpeg_data, backend=backend, workers=args.workers))
     return {
         "timm-b0-eager": lambda: plain_loop(timm.create_model("efficientnet_b0"), **b0p, compile=False),
@@ -216,6 +217,8 @@ def main(argv=None) -> int:
                    help="trainer configuration of the e2e rows")
     p.add_argument("--e2e-steps", type=int, default=80, help="--prof of the e2e rows")
     p.add_argument("--e2e-augmentation", default=None, help="--augmentation of the e2e rows, e.g. autoaugment")
+    p.add_argument("--e2e-prefetch", type=int, default=None, metavar="N",
+                   help="--prefetch of the e2e rows (batches queued per worker; DALI's prefetch_queue_depth)")
     p.add_argument("-j", "--workers", type=int, default=os.cpu_count() or 1, help="loader workers of the e2e rows")
     p.add_argument("--cpu", action="store_true", help="smoke-run on the CPU (fp32, no AMP; figures meaningless)")
     p.add_argument("--steps", type=int, default=30, help="timed steps of the plain loops")
