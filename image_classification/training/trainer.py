@@ -55,6 +55,7 @@ STOP_CHECK_EVERY = 20
 # EfficientNet-B0 6,937 -> 8,417 images/s, GPUNet-0 5,281 -> 5,799 (benchmarks/results/2026-11-24-h100/run5).
 TRAINING_INDUCTOR_OPTIONS = {"realize_reads_threshold": 8}
 
+
 class GracefulStop:
     """SIGTERM (from SLURM, Kubernetes, torchrun) ends the current step, saves a checkpoint and exits cleanly."""
 
