@@ -245,12 +245,11 @@ def main(argv=None) -> int:
     if args.cudnn_benchmark_limit is not None:
         torch.backends.cudnn.benchmark_limit = args.cudnn_benchmark_limit
     for item in args.inductor:
-        import ast
-
         import torch._inductor.config as inductor_config
 
-        key, _, value = item.partition("=")
-        inductor_config.__setattr__(key, ast.literal_eval(value))
+        from image_classification.cli.convnets import key_value
+
+        inductor_config.__setattr__(*key_value(item))
     if args.dali_hw_decoder_load is not None:
         from image_classification.data import dali
 
