@@ -113,7 +113,7 @@ def plain_loop(model: nn.Module, *, batch: int, size: int, steps: int, warmup: i
 
 def trainer_run(family: str, arch: str, *, batch: int, size: int, steps: int, extra: list[str],
                 device: torch.device, data: str | None = None, backend: str = "synthetic", workers: int = 5,
-                print_freq: int = 10, compile_options: tuple[str, ...] = ()) -> dict:
+                print_freq: int = 10, compile_options: tuple[str, ...] = (), stream_priority: str = "high") -> dict:
     if family == "efficientnet":
         from efficientnet.main import build_parser, config_from_args
     else:
@@ -125,7 +125,8 @@ def trainer_run(family: str, arch: str, *, batch: int, size: int, steps: int, ex
         argv = ["--data-backend", backend, "--arch", arch, "-b", str(batch), "--image-size", str(size),
                 "--memory-format", "nhwc", "--epochs", "1", "--prof", str(steps), "--training-only",
                 "--no-checkpoints", "--print-freq", str(print_freq), "--no-progress", "--num_classes", str(classes),
-                "--label-smoothing", "0.1", "--workspace", tmp, "-j", str(workers), *extra,
+                "--label-smoothing", "0.1", "--workspace", tmp, "-j", str(workers),
+                "--stream-priority", stream_priority, *extra,
                 *(arg for option in compile_options for arg in ("--compile-option", option))]
         argv += ["--amp"] if device.type == "cuda" else ["--cpu"]
         if data:
@@ -167,7 +168,8 @@ def rows(args, device: torch.device):
 
     b0 = dict(batch=args.b0_batch, size=args.b0_size, device=device)
     g0 = dict(batch=args.gpunet_batch, size=args.gpunet_size, device=device)
-    b0t, g0t = (dict(d, print_freq=args.print_freq, compile_options=tuple(args.compile_option)) for d in (b0, g0))
+    b0t, g0t = (dict(d, print_freq=args.print_freq, compile_options=tuple(args.compile_option),
+                     stream_priority=args.stream_priority) for d in (b0, g0))
     b0p, g0p = (dict(d, steps=args.steps, warmup=args.warmup, profile=args.profile) for d in (b0, g0))
     e2e = {}
     if args.jpeg_data:
@@ -232,6 +234,8 @@ def main(argv=None) -> int:
     p.add_argument("--compile-option", action="append", default=[], metavar="KEY=VALUE",
                    help="trainer rows: passed on as the trainer's --compile-option (over its defaults, e.g. "
                         "realize_reads_threshold=4 for Inductor's own); repeatable")
+    p.add_argument("--stream-priority", default="high", choices=("high", "normal"),
+                   help="trainer rows: the trainer's --stream-priority (high: ahead of a GPU data pipeline)")
     p.add_argument("--dali-hw-decoder-load", type=float, default=None, metavar="F",
                    help="dali-gpu: share of JPEG decoding given to the hardware decoder (exploration)")
     p.add_argument("--cudnn-benchmark-limit", type=int, default=None, metavar="N",
@@ -264,7 +268,7 @@ def main(argv=None) -> int:
                "cpus": os.cpu_count(), "inductor": args.inductor,
                "dali_hw_decoder_load": args.dali_hw_decoder_load,
                "cudnn_benchmark_limit": torch.backends.cudnn.benchmark_limit,
-               "trainer_compile_options": args.compile_option,
+               "trainer_compile_options": args.compile_option, "stream_priority": args.stream_priority,
                "date": time.strftime("%Y-%m-%d %H:%M:%S"),
                "argv": sys.argv, "rows": {}}
     failed = False

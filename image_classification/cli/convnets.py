@@ -139,6 +139,10 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
                         "(realize_reads_threshold=8); repeatable")
     p.add_argument("--fused-optimizer", default="auto", choices=("auto", "on", "off"),
                    help="[ext] fused CUDA optimizer kernels (sgd, adamw; auto: on a GPU), else foreach (default auto)")
+    p.add_argument("--stream-priority", default="high", choices=("high", "normal"),
+                   help="[ext] CUDA stream priority of training and evaluation: high (default) runs them ahead of the "
+                        "GPU data pipeline (dali-gpu, pytorch-gpu), whose kernels fill the gaps; normal: the default "
+                        "stream")
     p.add_argument("--no-fast", action="store_false", dest="fast_inference",
                    help="[ext] --evaluate/benchmark_inference on a GPU: time the plain model (autocast), not the fast "
                         "path (BN folded, weights in fp16, channels_last, torch.compile, CUDA graph)")
@@ -207,7 +211,7 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
         device="cpu" if args.cpu else "auto", deterministic=args.deterministic, seed=args.seed,
         fast_inference=args.fast_inference, inference_compile=args.inference_compile, compile=args.compile,
         compile_mode=args.compile_mode, compile_options=dict(args.compile_options),
-        fused_optimizer=args.fused_optimizer,
+        fused_optimizer=args.fused_optimizer, stream_priority=args.stream_priority,
         print_freq=args.print_freq, prof=args.prof,
         evaluate=args.evaluate, training_only=args.training_only, save_checkpoints=args.save_checkpoints,
         checkpoint_filename=args.checkpoint_filename, gather_checkpoints=args.gather_checkpoints,

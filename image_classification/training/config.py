@@ -107,6 +107,8 @@ class TrainingConfig:
     # TorchInductor options for --compile, over trainer.TRAINING_INDUCTOR_OPTIONS
     compile_options: dict[str, Any] = field(default_factory=dict)
     fused_optimizer: str = "auto"  # auto (fused on CUDA where the optimizer has it, else foreach) | on | off
+    # high: the run's GPU work goes to a high-priority CUDA stream, ahead of a GPU data pipeline's kernels | normal
+    stream_priority: str = "high"
     # --evaluate on a GPU runs the inference fast path (BN folded, channels_last, compiled, CUDA graph) unless off.
     fast_inference: bool = True
     inference_compile: bool = True
@@ -155,6 +157,8 @@ class TrainingConfig:
             need(not unknown, f"--compile-option: unknown TorchInductor option(s): {', '.join(unknown)}")
         need(self.fused_optimizer in ("auto", "on", "off"),
              f"--fused-optimizer must be auto, on or off, got {self.fused_optimizer!r}")
+        need(self.stream_priority in ("high", "normal"),
+             f"--stream-priority must be high or normal, got {self.stream_priority!r}")
         need(self.memory_format in ("nchw", "nhwc"),
              f"--memory-format must be nchw or nhwc, got {self.memory_format!r}")
         need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")

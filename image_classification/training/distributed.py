@@ -44,7 +44,14 @@ def init_distributed(preference: str = "auto") -> DistInfo:
     if world_size > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", init_method="env://")
+        if device.type == "cuda":
+            # The step runs on a high-priority stream (trainer.compute_stream); NCCL's own streams get the same
+            # priority, or gradient all-reduces would wait behind the step's kernels instead of overlapping them.
+            options = dist.ProcessGroupNCCL.Options()
+            options.is_high_priority_stream = True
+            dist.init_process_group(backend="nccl", init_method="env://", pg_options=options)
+        else:
+            dist.init_process_group(backend="gloo", init_method="env://")
     return DistInfo(rank, local_rank, world_size, device)
 
 

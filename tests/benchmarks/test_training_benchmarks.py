@@ -41,10 +41,11 @@ def test_train_speed_smoke_run_fills_every_row(tmp_path):
                  "--profile", "--only", "timm-b0-eager", "plain-b0-eager", "ours-b0-eager", "ours-gpunet0-eager", "e2e",
                  "--jpeg-data", tmp_path / "jpegs", "--e2e-backends", "pytorch", "--e2e-mode", "eager",
                  "--e2e-steps", 4, "--e2e-prefetch", 3, "-j", 0, "--compile-option", "realize_reads_threshold=4",
-                 "--json", result)
+                 "--stream-priority", "normal", "--json", result)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     results = json.loads(result.read_text())
     assert results["trainer_compile_options"] == ["realize_reads_threshold=4"]
+    assert results["stream_priority"] == "normal"
     rows = results["rows"]
     assert list(rows) == ["timm-b0-eager", "plain-b0-eager", "ours-b0-eager", "ours-gpunet0-eager",
                           "e2e-b0-synthetic", "e2e-b0-pytorch"]

@@ -93,3 +93,41 @@ def test_gpu_data_backends_match_the_pytorch_backend_on_cuda(digits_root, backen
         assert xo.is_cuda and yo.is_cuda and xo.dtype == torch.float32 and xo.shape == xr.shape
         assert torch.equal(yr, yo)
         assert (xr - xo).abs().mean().item() < 0.05
+
+
+@pytest.mark.parametrize("priority", ["high", "normal"])
+def test_training_and_validation_run_on_the_chosen_stream_priority(tmp_path, monkeypatch, priority):
+    from image_classification.training import trainer as T
+    from tests.image_classification.training.helpers import run
+
+    seen = []
+    build = T.build_train_loss
+
+    def spy_build(*args, **kwargs):
+        loss = build(*args, **kwargs)
+
+        def recorded(logits, targets):
+            seen.append(("train", torch.cuda.current_stream().priority))
+            return loss(logits, targets)
+
+        return recorded
+
+    validate = T.Trainer.validate
+
+    def spy_validate(self, model, prefix):
+        seen.append(("val", torch.cuda.current_stream().priority))
+        return validate(self, model, prefix)
+
+    monkeypatch.setattr(T, "build_train_loss", spy_build)
+    monkeypatch.setattr(T.Trainer, "validate", spy_validate)
+    summary = run("unused", tmp_path, "--data-backend", "synthetic", "--amp", "--epochs", 1, "--num_classes", 10,
+                  "--stream-priority", priority)
+    assert {kind for kind, _ in seen} == {"train", "val"}
+    priorities = {p for _, p in seen}
+    assert len(priorities) == 1
+    if priority == "high":
+        assert priorities.pop() < 0  # CUDA: lower numbers run first; 0 is the default streams' priority
+    else:
+        assert priorities == {0}
+    assert torch.isfinite(torch.tensor(summary["metrics"]["train.loss"]))
+    assert torch.cuda.current_stream().priority == 0  # the caller's stream is current again afterwards

@@ -153,6 +153,8 @@ def test_step_flag_errors_are_one_line(digits_root, tmp_path):
                           "--fused-optimizer on", "CUDA")
     assert_one_line_error(run_script("efficientnet/main.py", digits_root, "--compile-mode", "fastest", "--dry-run"),
                           "--compile-mode")
+    assert_one_line_error(run_script("efficientnet/main.py", digits_root, "--stream-priority", "urgent", "--dry-run"),
+                          "--stream-priority")
     assert not (tmp_path / "w").exists()  # a refused run leaves nothing behind
 
 
@@ -174,3 +176,13 @@ def test_each_window_is_logged_under_its_own_step(digits_root, tmp_path):
     assert len(set(losses)) == 4
     assert [loss for _, loss in pairs] == pytest.approx([(losses[0] + losses[1]) / 2, (losses[2] + losses[3]) / 2],
                                                         rel=1e-5)
+
+
+def test_stream_priority_is_checked_and_leaves_cpu_runs_alone():
+    from image_classification.training.config import TrainingConfig
+    from image_classification.training.trainer import compute_stream
+
+    with pytest.raises(UserError, match="--stream-priority must be high or normal"):
+        TrainingConfig(data="unused", stream_priority="urgent").validate()
+    with compute_stream(torch.device("cpu"), "high") as stream:
+        assert stream is None
