@@ -35,8 +35,11 @@ DALI_AUGMENTATIONS = "none, autoaugment, randaugment, rand-<timm spec> (e.g. ran
 # nvJPEG preallocation of the mixed decoder, as upstream's DALI pipelines set it for ImageNet-sized JPEGs.
 DEVICE_MEMORY_PADDING = 211_025_920
 # Share of JPEGs sent to the GPU's hardware JPEG engines (A100/H100) by the mixed decoder; the rest go through the
-# CUDA (SM) path, which competes with training for the same SMs. DALI's default is 0.65.
-HW_DECODER_LOAD = 0.65
+# CUDA (SM) path. DALI's default is 0.65. With training on a high-priority stream (trainer.compute_stream) the SM path
+# only fills the step's idle gaps, and at 0.65 the engines became the bottleneck: on an H100, B0 end to end with 8
+# threads ran at 7,160 / 7,039 images/s with 0.5 against 6,620 / 6,709 with 0.65 (0.8: slower still;
+# benchmarks/results/2026-11-24-h100/run6).
+HW_DECODER_LOAD = 0.5
 HOST_MEMORY_PADDING = 140_544_512
 
 

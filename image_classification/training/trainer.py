@@ -86,9 +86,9 @@ def compute_stream(device: torch.device, priority: str):
     stream. At equal priority they take SMs from the training step as they come; with the step's stream ahead, the
     scheduler gives the step the SMs it asks for and the pipeline's kernels fill what it leaves idle (EfficientNet's
     depthwise and small late-stage kernels leave plenty). Measured on an H100, B0 at batch 256, compiled with CUDA
-    graphs, dali-gpu: 6,492/6,424 -> 6,710/6,829 images/s; synthetic data 8,378 against 8,369, i.e. no cost
-    (benchmarks/results/2026-11-24-h100/run6). Everything of the run goes through the one stream, so the only
-    cross-stream points are its two ends."""
+    graphs, dali-gpu with 15 threads: 6,104 -> 6,560 images/s; with 8 threads and data.dali.HW_DECODER_LOAD at 0.5:
+    6,796 -> 7,160 / 7,039; synthetic data 8,378 against 8,369, i.e. no cost (benchmarks/results/2026-11-24-h100/run6).
+    Everything of the run goes through the one stream, so the only cross-stream points are its two ends."""
     if device.type != "cuda" or priority == "normal":
         yield None
         return
