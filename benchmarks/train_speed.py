@@ -205,6 +205,8 @@ def rows(args, device: torch.device):
 
 
 def main(argv=None) -> int:
+    from image_classification.training.config import STREAM_PRIORITIES
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="*", default=None,
                    help="row names or prefixes, e.g. ours-b0 or e2e (default: all)")
@@ -234,7 +236,7 @@ def main(argv=None) -> int:
     p.add_argument("--compile-option", action="append", default=[], metavar="KEY=VALUE",
                    help="trainer rows: passed on as the trainer's --compile-option (over its defaults, e.g. "
                         "realize_reads_threshold=4 for Inductor's own); repeatable")
-    p.add_argument("--stream-priority", default="high", choices=("high", "normal"),
+    p.add_argument("--stream-priority", default="high", choices=STREAM_PRIORITIES,
                    help="trainer rows: the trainer's --stream-priority (high: ahead of a GPU data pipeline)")
     p.add_argument("--dali-hw-decoder-load", type=float, default=None, metavar="F",
                    help="dali-gpu: share of JPEG decoding given to the hardware decoder (exploration)")
@@ -248,12 +250,13 @@ def main(argv=None) -> int:
     torch.backends.cudnn.benchmark = True
     if args.cudnn_benchmark_limit is not None:
         torch.backends.cudnn.benchmark_limit = args.cudnn_benchmark_limit
-    for item in args.inductor:
+    if args.inductor:
         import torch._inductor.config as inductor_config
 
         from image_classification.cli.convnets import key_value
 
-        inductor_config.__setattr__(*key_value(item))
+        for item in args.inductor:
+            inductor_config.__setattr__(*key_value(item))
     if args.dali_hw_decoder_load is not None:
         from image_classification.data import dali
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from common.cli_errors import ArgumentParser, UserError, positive_int
 from image_classification.data.loader import BACKENDS
 from image_classification.quantization.options import add_quantization_arguments, options_from_args
-from image_classification.training.config import OPTIMIZERS, TrainingConfig
+from image_classification.training.config import OPTIMIZERS, STREAM_PRIORITIES, TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -139,7 +139,7 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
                         "(realize_reads_threshold=8); repeatable")
     p.add_argument("--fused-optimizer", default="auto", choices=("auto", "on", "off"),
                    help="[ext] fused CUDA optimizer kernels (sgd, adamw; auto: on a GPU), else foreach (default auto)")
-    p.add_argument("--stream-priority", default="high", choices=("high", "normal"),
+    p.add_argument("--stream-priority", default="high", choices=STREAM_PRIORITIES,
                    help="[ext] CUDA stream priority of training and evaluation: high (default) runs them ahead of the "
                         "GPU data pipeline (dali-gpu, pytorch-gpu), whose kernels fill the gaps; normal: the default "
                         "stream")

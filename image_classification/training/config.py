@@ -10,6 +10,7 @@ from common.cli_errors import UserError
 OPTIMIZERS = ("sgd", "rmsprop", "rmsproptf", "adamw", "lamb")
 LR_SCHEDULES = ("step", "linear", "cosine")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
+STREAM_PRIORITIES = ("high", "normal")
 
 
 @dataclass
@@ -157,8 +158,8 @@ class TrainingConfig:
             need(not unknown, f"--compile-option: unknown TorchInductor option(s): {', '.join(unknown)}")
         need(self.fused_optimizer in ("auto", "on", "off"),
              f"--fused-optimizer must be auto, on or off, got {self.fused_optimizer!r}")
-        need(self.stream_priority in ("high", "normal"),
-             f"--stream-priority must be high or normal, got {self.stream_priority!r}")
+        need(self.stream_priority in STREAM_PRIORITIES,
+             f"--stream-priority must be {' or '.join(STREAM_PRIORITIES)}, got {self.stream_priority!r}")
         need(self.memory_format in ("nchw", "nhwc"),
              f"--memory-format must be nchw or nhwc, got {self.memory_format!r}")
         need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")

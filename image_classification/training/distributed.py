@@ -44,7 +44,6 @@ def init_distributed(preference: str = "auto") -> DistInfo:
     if world_size > 1 and not dist.is_initialized():
         if device.type == "cuda":
             torch.cuda.set_device(device)
-        if device.type == "cuda":
             # The step runs on a high-priority stream (trainer.compute_stream); NCCL's own streams get the same
             # priority, or gradient all-reduces would wait behind the step's kernels instead of overlapping them.
             options = dist.ProcessGroupNCCL.Options()
