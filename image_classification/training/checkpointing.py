@@ -57,54 +57,118 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(cuda_states)
 
 
-def save_training_checkpoint(state: dict, workspace: Path, *, filename: str, epoch: int, is_best: bool,
-                             keep: int, per_epoch: bool = True) -> Path:
-    """Write `checkpoint_<epoch>.pth.tar` (when kept), the `filename` copy, and `model_best.pth.tar` if best.
+class ConvNetsLayout:
+    """Upstream ConvNets' files: `checkpoint_<epoch>.pth.tar` (when kept), the `--checkpoint-filename` copy and
+    `model_best.pth.tar`.
 
     keep: how many per-epoch files to keep: N > 0 the last N, -1 all, 0 none (only the last and the best copies).
     Upstream's --gather-checkpoints did the inverse of its help text; this follows the help text.
     """
-    workspace.mkdir(parents=True, exist_ok=True)
-    state = {"format": FORMAT, **state}
-    last = workspace / filename
-    if keep != 0 and per_epoch:
-        written = atomic_save(state, workspace / f"checkpoint_{epoch:04d}.pth.tar")
-        atomic_copy(written, last)
-    else:
-        written = atomic_save(state, last)
-    if is_best:
-        atomic_copy(written, workspace / "model_best.pth.tar")
-    if keep > 0:
-        numbered = sorted((int(m.group(1)), p) for p in workspace.iterdir() if (m := EPOCH_FILE.match(p.name)))
-        for _, old in numbered[:-keep]:
-            old.unlink(missing_ok=True)
-    return last
+
+    def __init__(self, filename: str, keep: int):
+        self.filename, self.keep = filename, keep
+
+    def write(self, state: dict, workspace: Path, *, epoch: int, iteration: int, is_best: bool,
+              metric: float | None) -> Path:
+        state = {"format": FORMAT, **state}
+        last = workspace / self.filename
+        if self.keep != 0 and iteration == 0:
+            written = atomic_save(state, workspace / f"checkpoint_{epoch:04d}.pth.tar")
+            atomic_copy(written, last)
+        else:
+            written = atomic_save(state, last)
+        if is_best:
+            atomic_copy(written, workspace / "model_best.pth.tar")
+        if self.keep > 0:
+            numbered = sorted((int(m.group(1)), p) for p in workspace.iterdir() if (m := EPOCH_FILE.match(p.name)))
+            for _, old in numbered[:-self.keep]:
+                old.unlink(missing_ok=True)
+        return last
+
+    keeps_epoch_rows = False  # ConvNets keeps per-epoch figures in the DLLogger report only
 
 
-def save_timm_style_checkpoint(state: dict, workspace: Path, *, epoch: int, metric: float | None, is_best: bool,
-                               hist: int) -> Path:
-    """timm's CheckpointSaver layout: last.pth.tar, model_best.pth.tar, and checkpoint-<epoch>.pth.tar for the
-    `hist` best epochs by metric (ranked through a small index file, so a resumed run keeps the ranking)."""
-    import json
+class TimmLayout:
+    """timm's CheckpointSaver files: last.pth.tar, model_best.pth.tar, and checkpoint-<epoch>.pth.tar for the
+    `hist` best epochs by metric (ranked through a small index file, so a resumed run keeps the ranking), plus
+    summary.csv, one row per epoch."""
 
-    workspace.mkdir(parents=True, exist_ok=True)
-    state = {"format": FORMAT, "version": 2, "metric": metric, **state}
-    last = atomic_save(state, workspace / "last.pth.tar")
-    if is_best:
-        atomic_copy(last, workspace / "model_best.pth.tar")
-    if hist > 0 and metric is not None:
-        index_path = workspace / "checkpoint-index.json"
-        index = json.loads(index_path.read_text()) if index_path.is_file() else {}
-        index[f"checkpoint-{epoch}.pth.tar"] = metric
-        ranked = sorted(index.items(), key=lambda kv: kv[1], reverse=True)
-        keep, drop = dict(ranked[:hist]), [name for name, _ in ranked[hist:]]
-        if f"checkpoint-{epoch}.pth.tar" in keep:
-            atomic_copy(last, workspace / f"checkpoint-{epoch}.pth.tar")
-        for name in drop:
-            (workspace / name).unlink(missing_ok=True)
-        with atomic_write(index_path, "w") as f:
-            json.dump(keep, f, indent=1)
-    return last
+    keeps_epoch_rows = True
+
+    def __init__(self, hist: int, args: dict):
+        self.hist, self.args = hist, args
+
+    def write(self, state: dict, workspace: Path, *, epoch: int, iteration: int, is_best: bool,
+              metric: float | None) -> Path:
+        import json
+
+        state = {"format": FORMAT, "version": 2, **state, "args": self.args}
+        if state.get("scaler") is not None:
+            state["amp_scaler"] = state["scaler"]  # timm's name for it
+        # timm names per-epoch files by the epoch just finished (0-based); `epoch` here is the next one; a
+        # mid-epoch save ranks nowhere.
+        finished = epoch - 1
+        metric = metric if iteration == 0 else None
+        state["metric"] = metric
+        last = atomic_save(state, workspace / "last.pth.tar")
+        if is_best:
+            atomic_copy(last, workspace / "model_best.pth.tar")
+        if self.hist > 0 and metric is not None:
+            index_path = workspace / "checkpoint-index.json"
+            index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+            index[f"checkpoint-{finished}.pth.tar"] = metric
+            ranked = sorted(index.items(), key=lambda kv: kv[1], reverse=True)
+            keep, drop = dict(ranked[:self.hist]), [name for name, _ in ranked[self.hist:]]
+            if f"checkpoint-{finished}.pth.tar" in keep:
+                atomic_copy(last, workspace / f"checkpoint-{finished}.pth.tar")
+            for name in drop:
+                (workspace / name).unlink(missing_ok=True)
+            with atomic_write(index_path, "w") as f:
+                json.dump(keep, f, indent=1)
+        return last
+
+    def epoch_done(self, workspace: Path, row: dict) -> None:
+        append_summary_csv(workspace / "summary.csv", row)
+
+
+class CheckpointWriter:
+    """Saves the run's state in its layout. Called on every rank (the RNG states of all ranks are gathered into the
+    checkpoint, so a resumed DDP run repeats exactly); only the main rank builds the state and writes."""
+
+    def __init__(self, workspace: Path, layout: ConvNetsLayout | TimmLayout, *, is_main: bool, enabled: bool):
+        self.workspace, self.layout, self.is_main, self.enabled = workspace, layout, is_main, enabled
+
+    @classmethod
+    def for_config(cls, cfg, is_main: bool) -> CheckpointWriter:
+        if cfg.output_style == "timm":
+            layout = TimmLayout(cfg.checkpoint_hist, cfg.cli_args or cfg.to_dict())
+        else:
+            layout = ConvNetsLayout(cfg.checkpoint_filename, cfg.gather_checkpoints)
+        return cls(Path(cfg.workspace), layout, is_main=is_main, enabled=cfg.save_checkpoints)
+
+    @property
+    def best_path(self) -> Path:
+        return self.workspace / "model_best.pth.tar"
+
+    def save(self, make_state, *, epoch: int, iteration: int, is_best: bool, metric: float | None) -> Path | None:
+        """`make_state()` builds the state dict (only where it is written); `epoch` is the next epoch to run."""
+        from . import distributed as D
+
+        rngs = D.gather_objects(rng_state())
+        if not (self.is_main and self.enabled):
+            return None
+        state = make_state()
+        state["rng"] = rngs
+        if state.get("state_dict_ema") is None:
+            state.pop("state_dict_ema", None)
+        self.workspace.mkdir(parents=True, exist_ok=True)
+        return self.layout.write(state, self.workspace, epoch=epoch, iteration=iteration, is_best=is_best,
+                                 metric=metric)
+
+    def epoch_done(self, make_row) -> None:
+        """Per-epoch figures the layout keeps beside the checkpoints (timm's summary.csv); `make_row()` gives them."""
+        if self.is_main and self.layout.keeps_epoch_rows:
+            self.layout.epoch_done(self.workspace, make_row())
 
 
 def append_summary_csv(path: Path, row: dict) -> None:

@@ -105,7 +105,7 @@ class TrainingConfig:
     # The training step: torch.compile of the model, and fused (CUDA) / foreach optimizer kernels.
     compile: bool = False
     compile_mode: str = "default"  # torch.compile mode; reduce-overhead also replays forward/backward as CUDA graphs
-    # TorchInductor options for --compile, over trainer.TRAINING_INDUCTOR_OPTIONS
+    # TorchInductor options for --compile, over step.TRAINING_INDUCTOR_OPTIONS
     compile_options: dict[str, Any] = field(default_factory=dict)
     fused_optimizer: str = "auto"  # auto (fused on CUDA where the optimizer has it, else foreach) | on | off
     # high: the run's GPU work goes to a high-priority CUDA stream, ahead of a GPU data pipeline's kernels | normal

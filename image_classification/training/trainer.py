@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import random
@@ -25,35 +26,22 @@ from common.training_log import (
     TrainingLogger,
 )
 from image_classification.data.loader import build_data
-from image_classification.inference.evaluate import autocast_context, evaluate
+from image_classification.inference.evaluate import evaluate
 from image_classification.models import create_model, get_model_info
 from image_classification.models.checkpoint import load_state_dict_checked, read_checkpoint, strip_prefixes
 
 from . import distributed as D
-from .checkpointing import (
-    append_summary_csv,
-    rng_state,
-    save_timm_style_checkpoint,
-    save_training_checkpoint,
-    set_rng_state,
-)
+from .checkpointing import CheckpointWriter, set_rng_state
 from .config import TrainingConfig
-from .distill import Resized, build_teacher, kd_loss, resize_batch
+from .distill import Resized, build_teacher
 from .ema import ModelEma
 from .losses import build_mixup, build_train_loss
-from .optim import build_optimizer
+from .metric_window import MetricWindow
 from .schedule import LRSchedule
+from .step import TrainingStep
 
 # Under DDP every rank must agree to stop at the same step; agreeing costs a collective, so ask only this often.
 STOP_CHECK_EVERY = 20
-
-
-# TorchInductor stores a pointwise result rather than recomputing it in each consumer once it reads more than 4
-# buffers. In a backward pass, BatchNorm's recomputed output (conv output, mean, rstd, weight, bias: 5 reads) feeding
-# SiLU's gradient and BN's gradient then goes through memory as an fp32 tensor the size of the activation: written
-# once, read twice. Allowing 8 reads keeps it in registers. Measured on an H100 (AMP, batch 256/192, CUDA graphs):
-# EfficientNet-B0 6,937 -> 8,417 images/s, GPUNet-0 5,281 -> 5,799 (benchmarks/results/2026-11-24-h100/run5).
-TRAINING_INDUCTOR_OPTIONS = {"realize_reads_threshold": 8}
 
 
 class GracefulStop:
@@ -167,61 +155,34 @@ class Trainer:
 
         self.iters_per_epoch = 0
         self.accum = 1
-        if not cfg.evaluate:
-            self.iters_per_epoch = len(self.data.train)
-            if cfg.prof > 0:
-                self.iters_per_epoch = min(self.iters_per_epoch, cfg.prof)
-            self.accum = self._accumulation_steps()
-            self.optimizer = build_optimizer(self.model, cfg)
-            self.schedule = LRSchedule(cfg, self.iters_per_epoch)
-            self.scaler = torch.amp.GradScaler(
-                self.device.type, enabled=cfg.precision == "fp16", init_scale=cfg.static_loss_scale,
-                growth_factor=2.0, backoff_factor=0.5, growth_interval=100,
-            )
-            self.mixup = build_mixup(cfg, self.num_classes)
-            self.train_loss = build_train_loss(cfg, self.mixup)
-        self.executor: nn.Module = self.model
-        if self.dist.distributed and cfg.sync_bn:
-            self.model = nn.SyncBatchNorm.convert_sync_batchnorm(self.model)
-            self.executor = self.model
-        if self.dist.distributed:
-            # Wrapping broadcasts rank 0's weights; everything that copies the weights (EMA) comes after.
-            self.executor = nn.parallel.DistributedDataParallel(
-                self.model, device_ids=[self.device] if self.device.type == "cuda" else None
-            )
-        if cfg.compile and not cfg.evaluate:
-            from image_classification.inference.fast import compile_with_options, configure_compile_cache
-
-            # The executor is what runs the step (DDP included: DDP-aware compilation splits at bucket boundaries);
-            # self.model stays the plain module for checkpoints, EMA and validation.
-            configure_compile_cache()
-            self.executor = compile_with_options(self.executor, cfg.compile_mode,
-                                                 {**TRAINING_INDUCTOR_OPTIONS, **cfg.compile_options})
-        # Modes that replay CUDA graphs reuse their output memory, so each step says it starts a new iteration.
-        self._graph_steps = (cfg.compile and not cfg.evaluate and self.device.type == "cuda"
-                             and cfg.compile_mode in ("reduce-overhead", "max-autotune"))
-        # With gradient accumulation the first micro-step's gradients would be the graph's own output buffers
-        # (autograd adopts a fresh gradient rather than copying it), which the next replay overwrites before they are
-        # added to: keep gradients in buffers of our own, zeroed in place, instead.
-        self._own_grads = self._graph_steps and self.accum > 1
-        if self._own_grads:
-            for param in self.model.parameters():
-                if param.requires_grad and param.grad is None:
-                    param.grad = torch.zeros_like(param)
-        self.ema = ModelEma(self.model, cfg.use_ema) if cfg.use_ema else None
+        self.step: TrainingStep | None = None
         self.teacher = None
         if distilling:
             # Never wrapped in DDP: it is not trained, so there is nothing to synchronise.
             self.teacher = build_teacher(cfg.teacher, cfg.teacher_checkpoint, self.num_classes).to(
                 self.device, memory_format=_memory_format(cfg))
+        if not cfg.evaluate:
+            self.iters_per_epoch = len(self.data.train)
+            if cfg.prof > 0:
+                self.iters_per_epoch = min(self.iters_per_epoch, cfg.prof)
+            self.accum = self._accumulation_steps()
+            self.schedule = LRSchedule(cfg, self.iters_per_epoch)
+            self.mixup = build_mixup(cfg, self.num_classes)
+            self.step = TrainingStep(self.model, cfg, self.dist, accum=self.accum,
+                                     train_loss=build_train_loss(cfg, self.mixup), teacher=self.teacher,
+                                     image_size=self.image_size, teacher_size=self.teacher_size)
+            self.model = self.step.model  # SyncBatchNorm, when asked, replaced its BatchNorm layers
+        # After the step's DDP wrapper broadcast rank 0's weights, so every rank averages the same weights.
+        self.ema = ModelEma(self.model, cfg.use_ema) if cfg.use_ema else None
         self.random_erasing = None
         if cfg.random_erasing > 0 and not cfg.evaluate:
             from timm.data.random_erasing import RandomErasing
 
             self.random_erasing = RandomErasing(cfg.random_erasing, mode=cfg.random_erasing_mode,
                                                 max_count=cfg.random_erasing_count, device=str(self.device))
+        self.checkpoints = CheckpointWriter.for_config(cfg, self.dist.is_main)
 
-        self.start_epoch, self.start_iter, self.global_step, self.optimizer_steps = 0, 0, 0, 0
+        self.start_epoch, self.start_iter, self.global_step = 0, 0, 0
         self.best_top1, self.best_epoch, self.epochs_since_best = 0.0, -1, 0
         self._last_metric: float | None = None
         self._last_ema: dict | None = None
@@ -304,19 +265,20 @@ class Trainer:
             load_state_dict_checked(self.ema.module, strip_prefixes(ema_state), source=path)
         if "optimizer" in ckpt and not self.cfg.evaluate and self.cfg.resume_optimizer:
             try:
-                self.optimizer.load_state_dict(ckpt["optimizer"])
+                self.step.optimizer.load_state_dict(ckpt["optimizer"])
             except (ValueError, KeyError) as exc:
                 raise UserError(
                     f"{path}: optimizer state does not match --optimizer {self.cfg.optimizer} ({exc})"
                 ) from None
         scaler_state = ckpt.get("scaler") or ckpt.get("amp_scaler")
         if scaler_state and not self.cfg.evaluate:
-            self.scaler.load_state_dict(scaler_state)
+            self.step.scaler.load_state_dict(scaler_state)
         # This project's and ConvNets' checkpoints store the next epoch; timm's (with "version") the finished one.
         self.start_epoch = int(ckpt["epoch"]) + (1 if "version" in ckpt and "format" not in ckpt else 0)
         self.start_iter = int(ckpt.get("iteration", 0))
         self.global_step = int(ckpt.get("global_step", self.start_epoch * self.iters_per_epoch + self.start_iter))
-        self.optimizer_steps = int(ckpt.get("optimizer_steps", self.global_step // max(self.accum, 1)))
+        if self.step is not None:
+            self.step.optimizer_steps = int(ckpt.get("optimizer_steps", self.global_step // max(self.accum, 1)))
         self.best_top1 = float(ckpt.get("best_prec1", ckpt.get("metric") or 0.0))
         self.best_epoch = int(ckpt.get("best_epoch", -1))
         self.epochs_since_best = int(ckpt.get("epochs_since_best", 0))
@@ -336,7 +298,7 @@ class Trainer:
             "epoch": epoch,
             "iteration": iteration,
             "global_step": self.global_step,
-            "optimizer_steps": self.optimizer_steps,
+            "optimizer_steps": self.step.optimizer_steps,
             "arch": self.info.name,
             "num_classes": self.num_classes,
             "class_names": self.data.class_names,
@@ -350,8 +312,8 @@ class Trainer:
             "epochs_since_best": self.epochs_since_best,
             "state_dict": self.model.state_dict(),
             "state_dict_ema": self.ema.state_dict() if self.ema else None,
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+            "optimizer": self.step.optimizer.state_dict(),
+            "scaler": self.step.scaler.state_dict() if self.step.scaler.is_enabled() else None,
             "config": self.cfg.to_dict(),
             **self.extra_checkpoint_state(epoch),
         }
@@ -361,26 +323,9 @@ class Trainer:
         return {}
 
     def _save(self, epoch: int, iteration: int, is_best: bool) -> Path | None:
-        rngs = D.gather_objects(rng_state())  # every rank's RNG, so a resumed DDP run repeats exactly
-        if not (self.dist.is_main and self.cfg.save_checkpoints):
-            return None
-        state = self._checkpoint_state(epoch, iteration)
-        state["rng"] = rngs
-        if state["state_dict_ema"] is None:
-            del state["state_dict_ema"]
-        if self.cfg.output_style == "timm":
-            state["args"] = self.cfg.cli_args or self.cfg.to_dict()
-            if state["scaler"] is not None:
-                state["amp_scaler"] = state["scaler"]  # timm's name for it
-            metric = self.best_top1 if is_best else self._last_metric
-            # timm names per-epoch files by the epoch just finished (0-based); `epoch` here is the next one.
-            return save_timm_style_checkpoint(state, self.workspace, epoch=epoch - 1,
-                                              metric=metric if iteration == 0 else None, is_best=is_best,
-                                              hist=self.cfg.checkpoint_hist)
-        return save_training_checkpoint(
-            state, self.workspace, filename=self.cfg.checkpoint_filename, epoch=epoch, is_best=is_best,
-            keep=self.cfg.gather_checkpoints, per_epoch=iteration == 0,
-        )
+        metric = self.best_top1 if is_best else self._last_metric
+        return self.checkpoints.save(lambda: self._checkpoint_state(epoch, iteration), epoch=epoch,
+                                     iteration=iteration, is_best=is_best, metric=metric)
 
     # ------------------------------------------------------------------ one epoch
     def _should_stop(self, stopper: GracefulStop, i: int) -> bool:
@@ -393,86 +338,32 @@ class Trainer:
 
     def train_epoch(self, epoch: int, start_iter: int, stopper: GracefulStop, progress) -> tuple[int, bool]:
         """Returns (iterations done in this epoch, whether a stop was requested)."""
-        cfg, device = self.cfg, self.device
-        self.executor.train()
+        self.step.train()
         loader = self.data.train
         if loader.sampler is not None:
-            loader.sampler.set_epoch(epoch, start=start_iter * cfg.batch_size)
-        window_loss = torch.zeros((), device=device)
-        window_kd = torch.zeros((), device=device)
-        window_base = torch.zeros((), device=device)
-        window_n, window_images, window_data = 0, 0, 0.0
-        window_start = data_start = time.perf_counter()
-        i = start_iter
-        stopped = False
+            loader.sampler.set_epoch(epoch, start=start_iter * self.cfg.batch_size)
+        window = MetricWindow(self.device, self.cfg.print_freq, self.dist.world_size, self.teacher is not None)
+        i, stopped = start_iter, False
+        data_start = time.perf_counter()
         for i, (images, targets) in enumerate(loader, start=start_iter):
             if i >= self.iters_per_epoch:
                 break
             data_time = time.perf_counter() - data_start
             self.logger.start_iteration()
-            lr = self.schedule.apply(self.optimizer, self.global_step)
-            if self.random_erasing is not None:
-                images = self.random_erasing(images)
-            if self.mixup is not None:
-                # timm's --mixup-off-epoch: the targets stay soft (smoothed) but images are no longer mixed.
-                self.mixup.mixup_enabled = not (cfg.mixup_off_epoch and epoch >= cfg.mixup_off_epoch)
-                images, targets = self.mixup(images, targets)
-            last_micro = (i + 1) % self.accum == 0 or i + 1 == self.iters_per_epoch
-            # Gradients are all-reduced only on the micro-step that ends an accumulation.
-            sync = self.executor.no_sync() if self.dist.distributed and not last_micro else contextlib.nullcontext()
-            if self._graph_steps:
-                torch.compiler.cudagraph_mark_step_begin()
-            with sync:
-                with autocast_context(device, cfg.precision):
-                    logits = self.executor(resize_batch(images, self.image_size))
-                    loss = base_loss = self.train_loss(logits, targets)
-                    if self.teacher is not None:
-                        with torch.no_grad():
-                            teacher_logits = self.teacher(resize_batch(images, self.teacher_size))
-                        distill = kd_loss(logits, teacher_logits, cfg.kd_temperature)
-                        loss = base_loss + cfg.kd_weight * distill
-                        window_kd += distill.detach()
-                        window_base += base_loss.detach()
-                self.scaler.scale(loss / self.accum).backward()
-            if last_micro:
-                if cfg.clip_grad:
-                    self.scaler.unscale_(self.optimizer)
-                    nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=not self._own_grads)
-                self.optimizer_steps += 1
-                if self.ema is not None:
-                    self.ema.update(self.model, self.optimizer_steps)
+            lr = self.schedule.apply(self.step.optimizer, self.global_step)
+            images, targets = self._augment_on_device(images, targets, epoch)
+            last_of_epoch = i + 1 == self.iters_per_epoch
+            last_micro = (i + 1) % self.accum == 0 or last_of_epoch
+            losses = self.step(images, targets, last_micro=last_micro)
+            if last_micro and self.ema is not None:
+                self.ema.update(self.model, self.step.optimizer_steps)
             self.global_step += 1
-            # Metrics stay on the device until the window closes: no host sync inside the step.
-            window_loss += loss.detach()
-            window_n += 1
-            window_images += images.shape[0]
-            window_data += data_time
-            if window_n == cfg.print_freq or i + 1 == self.iters_per_epoch:
-                mean_loss = D.all_reduce_sum(window_loss / window_n).item() / self.dist.world_size
-                elapsed = time.perf_counter() - window_start
-                world_images = window_images * self.dist.world_size
-                self.logger.log_metric("train.loss", mean_loss, window_n)
-                if self.teacher is not None:
-                    for name, value in (("train.kd_loss", window_kd), ("train.base_loss", window_base)):
-                        mean = D.all_reduce_sum(value / window_n).item() / self.dist.world_size
-                        self.logger.log_metric(name, mean, window_n)
-                    window_kd.zero_()
-                    window_base.zero_()
-                self.logger.log_metric("train.total_ips", world_images / elapsed, window_n)
-                self.logger.log_metric("train.compute_ips", world_images / max(elapsed - window_data, 1e-9), window_n)
-                self.logger.log_metric("train.data_time", window_data / window_n, window_n)
-                self.logger.log_metric("train.compute_time", (elapsed - window_data) / window_n, window_n)
-                self.logger.log_metric("train.lr", lr)
-                if self.scaler.is_enabled():
-                    self.logger.log_metric("train.grad_scale", self.scaler.get_scale())
+            window.add(losses, images.shape[0], data_time)
+            if window.due(last_of_epoch):
+                shown = window.close(self.logger, lr, self.step.grad_scale())
                 if progress is not None:
-                    progress.set_postfix(loss=f"{mean_loss:.4f}", img_s=f"{world_images / elapsed:.0f}", lr=f"{lr:.4g}")
-                window_loss.zero_()
-                window_n, window_images, window_data = 0, 0, 0.0
-                window_start = time.perf_counter()
+                    progress.set_postfix(loss=f"{shown['loss']:.4f}", img_s=f"{shown['images_per_s']:.0f}",
+                                         lr=f"{lr:.4g}")
             self.logger.end_iteration(mode="train")
             if progress is not None:
                 progress.update(1)
@@ -484,6 +375,16 @@ class Trainer:
             print(f"warning: skipped {len(self.data.train.skipped)} unreadable training images so far "
                   f"(first: {self.data.train.skipped[0].path})", file=sys.stderr, flush=True)
         return i + 1, stopped
+
+    def _augment_on_device(self, images: torch.Tensor, targets: torch.Tensor, epoch: int):
+        """Random erasing and mixup/cutmix, which work on whole batches on the device."""
+        if self.random_erasing is not None:
+            images = self.random_erasing(images)
+        if self.mixup is not None:
+            # timm's --mixup-off-epoch: the targets stay soft (smoothed) but images are no longer mixed.
+            self.mixup.mixup_enabled = not (self.cfg.mixup_off_epoch and epoch >= self.cfg.mixup_off_epoch)
+            images, targets = self.mixup(images, targets)
+        return images, targets
 
     def validate(self, model: nn.Module, prefix: str) -> dict:
         bar = self._progress(len(self.data.val), f"{prefix}")
@@ -593,35 +494,17 @@ class Trainer:
                 if self.ema is not None:
                     D.broadcast_buffers(self.ema.module)
                 if stopped and done < self.iters_per_epoch:
-                    self.logger.end_epoch()
-                    path = self._save(epoch, done, is_best=False)
-                    summary["stopped"] = f"SIGTERM at epoch {epoch}, iteration {done}"
-                    if self.dist.is_main:
-                        # Benchmark modes and --no-checkpoints save nothing, so there is nothing to resume from.
-                        then = f"resume with --resume {path}" if path else "no checkpoint written (--no-checkpoints)"
-                        print(f"=> stopped by SIGTERM at epoch {epoch}, iteration {done}; {then}", flush=True)
+                    self._stop_mid_epoch(epoch, done, summary)
                     return last_val
-                is_best = False
-                if not cfg.training_only:
-                    last_val = self.validate(self.model, "val")
-                    judged = last_val
-                    if self.ema is not None:
-                        summary["val_ema"] = self._last_ema = self.validate(self.ema.module, "val_ema")
-                        judged = summary["val_ema"] if cfg.best_from_ema else last_val
-                    self._last_metric = judged["top1"]
-                    is_best = self.best_epoch < 0 or judged["top1"] > self.best_top1
-                    if is_best:
-                        self.best_top1, self.best_epoch, self.epochs_since_best = judged["top1"], epoch, 0
-                    else:
-                        self.epochs_since_best += 1
+                last_val, judged = self._validate_epoch(summary) if not cfg.training_only else ({}, {})
+                is_best = self._record_best(epoch, judged)
                 self.logger.end_epoch()
-                if cfg.output_style == "timm" and self.dist.is_main:
-                    self._append_summary_csv(epoch, judged if not cfg.training_only else {})
+                self.checkpoints.epoch_done(functools.partial(self._epoch_row, epoch, judged))
                 path = self._save(epoch + 1, 0, is_best)
                 if path is not None:
                     summary["checkpoint"] = str(path)
-                    if (self.workspace / "model_best.pth.tar").exists():
-                        summary["best_checkpoint"] = str(self.workspace / "model_best.pth.tar")
+                    if self.checkpoints.best_path.exists():
+                        summary["best_checkpoint"] = str(self.checkpoints.best_path)
                 self._print_epoch(epoch, last_val, time.time() - epoch_start, end_epoch)
                 if stopped:
                     summary["stopped"] = f"SIGTERM after epoch {epoch}"
@@ -634,14 +517,44 @@ class Trainer:
         summary["epochs_done"] = epoch + 1 if self.start_epoch < end_epoch else self.start_epoch
         return last_val
 
-    def _append_summary_csv(self, epoch: int, val: dict) -> None:
+    def _stop_mid_epoch(self, epoch: int, done: int, summary: dict) -> None:
+        self.logger.end_epoch()
+        path = self._save(epoch, done, is_best=False)
+        summary["stopped"] = f"SIGTERM at epoch {epoch}, iteration {done}"
+        if self.dist.is_main:
+            # Benchmark modes and --no-checkpoints save nothing, so there is nothing to resume from.
+            then = f"resume with --resume {path}" if path else "no checkpoint written (--no-checkpoints)"
+            print(f"=> stopped by SIGTERM at epoch {epoch}, iteration {done}; {then}", flush=True)
+
+    def _validate_epoch(self, summary: dict) -> tuple[dict, dict]:
+        """Validates the weights (and the EMA); returns (the weights' result, the result that judges the best)."""
+        val = self.validate(self.model, "val")
+        if self.ema is None:
+            return val, val
+        summary["val_ema"] = self._last_ema = self.validate(self.ema.module, "val_ema")
+        return val, summary["val_ema"] if self.cfg.best_from_ema else val
+
+    def _record_best(self, epoch: int, judged: dict) -> bool:
+        """Whether this epoch is the best so far (never without a validation)."""
+        if not judged:
+            return False
+        self._last_metric = judged["top1"]
+        is_best = self.best_epoch < 0 or judged["top1"] > self.best_top1
+        if is_best:
+            self.best_top1, self.best_epoch, self.epochs_since_best = judged["top1"], epoch, 0
+        else:
+            self.epochs_since_best += 1
+        return is_best
+
+    def _epoch_row(self, epoch: int, val: dict) -> dict:
+        """The epoch's figures in timm's summary.csv columns."""
         epoch_metrics = self.logger.epoch_summary()
         row = {"epoch": epoch, "train_loss": epoch_metrics.get("train.loss")}
         if val:
             k = self.cfg.topk
             row.update(eval_loss=val["loss"], eval_top1=val["top1"], **{f"eval_top{k}": val[f"top{k}"]})
         row["lr"] = epoch_metrics.get("train.lr")
-        append_summary_csv(self.workspace / "summary.csv", row)
+        return row
 
     def _print_epoch(self, epoch: int, val: dict, seconds: float, end_epoch: int) -> None:
         if not self.dist.is_main:

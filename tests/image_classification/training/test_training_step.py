@@ -35,7 +35,7 @@ def test_compiled_step_matches_the_eager_step(digits_root, tmp_path, monkeypatch
 
 def test_compile_gets_the_training_inductor_options(digits_root, tmp_path, monkeypatch):
     from image_classification.inference import fast
-    from image_classification.training.trainer import TRAINING_INDUCTOR_OPTIONS
+    from image_classification.training.step import TRAINING_INDUCTOR_OPTIONS
 
     seen = []
 
@@ -86,7 +86,7 @@ def test_training_options_keep_recomputed_batchnorm_out_of_fp32_buffers():
     from torch._inductor.utils import run_and_get_code
 
     from image_classification.inference.fast import compile_with_options
-    from image_classification.training.trainer import TRAINING_INDUCTOR_OPTIONS
+    from image_classification.training.step import TRAINING_INDUCTOR_OPTIONS
 
     def fp32_activation_buffers(options: dict) -> int:
         torch._dynamo.reset()
