@@ -11,6 +11,9 @@ from collections.abc import Callable
 from typing import NoReturn
 
 EXIT_USER_ERROR = 2
+# A run stopped by a signal after saving a checkpoint: "try again later" (sysexits' EX_TEMPFAIL), so a job script can
+# tell a resumable stop from success (0) and from failure (1, 2, 3) and requeue.
+EXIT_RESUMABLE = 75
 EXIT_INTERRUPTED = 130
 
 

@@ -20,8 +20,10 @@ from efficientnet.main import build_parser, run  # noqa: E402
 CONFIGS = Path(__file__).resolve().with_name("configs.yml")
 
 
-def main(argv=None):
-    return launch(argv, CONFIGS, build_parser, run)
+def main(argv=None) -> int:
+    from image_classification.training.trainer import exit_status
+
+    return exit_status(launch(argv, CONFIGS, build_parser, run))
 
 
 if __name__ == "__main__":

@@ -46,8 +46,10 @@ def run(args: argparse.Namespace) -> dict | None:
     return convnets.run(args, DIALECT)
 
 
-def main(argv=None):
-    run(build_parser().parse_args(argv))
+def main(argv=None) -> int:
+    from image_classification.training.trainer import exit_status
+
+    return exit_status(run(build_parser().parse_args(argv)))
 
 
 if __name__ == "__main__":

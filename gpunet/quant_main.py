@@ -31,8 +31,10 @@ def build_parser() -> ArgumentParser:
     return workflow.build_parser(DIALECT)
 
 
-def main(argv=None):
-    return convnets.run(build_parser().parse_args(argv), DIALECT)
+def main(argv=None) -> int:
+    from image_classification.training.trainer import exit_status
+
+    return exit_status(convnets.run(build_parser().parse_args(argv), DIALECT))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repos
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli_errors import ArgumentParser, UserError, run_cli  # noqa: E402
+from image_classification.cli.run_flags import add_reliability_arguments, reliability_config  # noqa: E402
 from image_classification.training.config import TrainingConfig  # noqa: E402
 
 # timm optimizer names -> ours. timm's "sgd" is Nesterov SGD; "momentum" is plain momentum SGD.
@@ -183,6 +184,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--skip-bad-images", action="store_true", help="[ext] skip unreadable images")
     g.add_argument("--prof", type=int, default=-1, help="[ext] stop every train and val pass after N batches")
     g.add_argument("--dry-run", action="store_true", help="[ext] print the resolved configuration and exit")
+    add_reliability_arguments(p)
     return p
 
 
@@ -276,7 +278,7 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         resume_optimizer=not args.no_resume_opt, sync_bn=args.sync_bn, workspace=str(workspace),
         raport_file=args.dllogger_name or "log.json", tensorboard=args.tensorboard, progress=args.progress,
         output_style="timm", checkpoint_hist=args.checkpoint_hist,
-        cli_args={k: v for k, v in vars(args).items() if k != "dry_run"},
+        cli_args={k: v for k, v in vars(args).items() if k != "dry_run"}, **reliability_config(args),
     )
     if args.opt_eps is not None:
         cfg.rmsprop_eps = args.opt_eps
@@ -300,8 +302,10 @@ def run(args: argparse.Namespace) -> dict | None:
     return summary
 
 
-def main(argv=None):
-    run(parse_args(argv))
+def main(argv=None) -> int:
+    from image_classification.training.trainer import exit_status
+
+    return exit_status(run(parse_args(argv)))
 
 
 if __name__ == "__main__":

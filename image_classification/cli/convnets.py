@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from common.cli_errors import ArgumentParser, UserError, positive_int
+from image_classification.cli.run_flags import add_reliability_arguments, reliability_config
 from image_classification.data.loader import BACKENDS
 from image_classification.quantization.options import add_quantization_arguments, options_from_args
 from image_classification.training.config import OPTIMIZERS, STREAM_PRIORITIES, TrainingConfig
@@ -149,6 +150,7 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
     p.add_argument("--no-compile", action="store_false", dest="inference_compile",
                    help="[ext] the fast path without torch.compile (no compile time; slower)")
     p.add_argument("--dry-run", action="store_true", help="[ext] print the resolved configuration and exit")
+    add_reliability_arguments(p)
     # GPUNet's recipes in this dialect: timm's step decay, warmup start, random erasing, distillation.
     p.add_argument("--lr-decay-epochs", type=float, default=None, metavar="E",
                    help="[ext] step schedule: LR times --lr-decay-rate every E epochs (instead of --lr-steps)")
@@ -220,7 +222,7 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
         lr_decay_epochs=args.lr_decay_epochs, lr_decay_rate=args.lr_decay_rate, warmup_lr=args.warmup_lr,
         random_erasing=args.reprob, random_erasing_mode=args.remode, teacher=args.teacher,
         teacher_checkpoint=args.teacher_checkpoint, teacher_img_size=args.teacher_img_size,
-        kd_temperature=args.kd_temperature, kd_weight=args.kd_weight,
+        kd_temperature=args.kd_temperature, kd_weight=args.kd_weight, **reliability_config(args),
     )
     if args.rmsprop_tf:
         cfg.optimizer = "rmsproptf"

@@ -26,6 +26,7 @@ from common.cli_errors import UserError
 from .device import DeviceLoader
 from .folder import BadSample, ImageFolderDataset, _reason, read_rgb, sample_seed
 from .samplers import ShardSampler
+from .workers import ignore_stop_signals
 from .transforms import val_resize_size
 
 BACKEND = "pytorch-gpu"
@@ -374,7 +375,7 @@ def build_gpu_decode_data(cfg, *, image_size: int, val_image_size: int, crop_pct
         sampler = ShardSampler(len(dataset), shuffle=shuffle, seed=seed, rank=rank, world_size=world_size)
         kwargs = dict(persistent_workers=True, prefetch_factor=cfg.prefetch) if cfg.workers > 0 else {}
         loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.workers,
-                            collate_fn=collate_encoded, drop_last=drop_last,
+                            collate_fn=collate_encoded, drop_last=drop_last, worker_init_fn=ignore_stop_signals,
                             generator=torch.Generator().manual_seed(seed), **kwargs)
         return GpuDecodeLoader(loader, dataset, device, mean, std, image_size=size, memory_format=memory_format,
                                skip_bad=cfg.skip_bad_images, scan_workers=max(cfg.workers, 1))

@@ -14,6 +14,7 @@ from .folder import ImageFolderDataset
 from .samplers import ShardSampler
 from .synthetic import SyntheticLoader
 from .transforms import train_transform, val_transform
+from .workers import ignore_stop_signals
 
 BACKENDS = ("pytorch", "synthetic", "dali-cpu", "dali-gpu", "pytorch-gpu")
 
@@ -44,7 +45,8 @@ def _loader(dataset, *, batch_size, shuffle, seed, rank, world_size, workers, pr
     generator = torch.Generator().manual_seed(seed or 0)
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate_uint8,
-        pin_memory=device.type == "cuda", drop_last=drop_last, generator=generator, **kwargs,
+        pin_memory=device.type == "cuda", drop_last=drop_last, generator=generator,
+        worker_init_fn=ignore_stop_signals, **kwargs,
     )
 
 

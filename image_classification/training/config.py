@@ -11,6 +11,7 @@ OPTIMIZERS = ("sgd", "rmsprop", "rmsproptf", "adamw", "lamb")
 LR_SCHEDULES = ("step", "linear", "cosine")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 STREAM_PRIORITIES = ("high", "normal")
+SIGUSR1_ACTIONS = ("stop", "checkpoint")
 
 
 @dataclass
@@ -138,6 +139,12 @@ class TrainingConfig:
     best_from_ema: bool = False  # timm's habit: with EMA on, EMA accuracy picks the best checkpoint
     cli_args: dict[str, Any] | None = None  # the command line as parsed, written to args.yaml (timm style)
 
+    # reliability: signals, workspace, failures
+    sigusr1: str = "stop"  # SIGUSR1, SLURM's early warning: stop (save and exit, like SIGTERM) | checkpoint (go on)
+    overwrite: bool = False  # start afresh in a workspace that holds a checkpoint (its files are replaced)
+    max_nonfinite_steps: int = 20  # consecutive steps with a non-finite loss that end the run as diverged
+    dist_timeout: float = 600.0  # seconds a collective waits for the other ranks before the run fails
+
     def validate(self) -> TrainingConfig:
         """Check values no parser can check; one clear line per problem."""
         def need(cond: bool, message: str):
@@ -200,6 +207,10 @@ class TrainingConfig:
         need(0.0 < self.crop_ratio[0] <= self.crop_ratio[1],
              f"crop aspect ratio range must be positive and ordered, got {tuple(self.crop_ratio)}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
+        need(self.sigusr1 in SIGUSR1_ACTIONS, f"--sigusr1 must be {' or '.join(SIGUSR1_ACTIONS)}, got {self.sigusr1!r}")
+        need(self.max_nonfinite_steps >= 1,
+             f"--max-nonfinite-steps must be at least 1, got {self.max_nonfinite_steps}")
+        need(self.dist_timeout > 0, f"--dist-timeout must be a positive number of seconds, got {self.dist_timeout}")
         need(self.data_backend == "synthetic" or bool(self.data),
              "no data path given: pass the data folder (with train/ and val/) or use --data-backend synthetic")
         return self

@@ -16,7 +16,7 @@ import torch
 import torch.nn as nn
 
 from common.atomic_files import atomic_write
-from common.cli_errors import UserError
+from common.cli_errors import EXIT_RESUMABLE, UserError
 from common.dllogger import JSONStreamBackend, StdOutBackend, TensorBoardBackend, Verbosity
 from common.training_log import (
     ACC_METER,
@@ -37,33 +37,13 @@ from .distill import Resized, build_teacher
 from .ema import ModelEma
 from .losses import build_mixup, build_train_loss
 from .metric_window import MetricWindow
+from .run_control import StopSignals, agree
 from .schedule import LRSchedule
 from .step import TrainingStep
 
-# Under DDP every rank must agree to stop at the same step; agreeing costs a collective, so ask only this often.
+# Under DDP every rank must agree to stop (or save) at the same step; agreeing costs a collective that waits for the
+# GPU, so ranks ask only this often. A scheduler's grace period (SLURM's KillWait, torchrun's 30 s) covers 20 steps.
 STOP_CHECK_EVERY = 20
-
-
-class GracefulStop:
-    """SIGTERM (from SLURM, Kubernetes, torchrun) ends the current step, saves a checkpoint and exits cleanly."""
-
-    def __init__(self):
-        self.requested = False
-        self.previous = None
-
-    def __enter__(self):
-        try:
-            self.previous = signal.signal(signal.SIGTERM, self._handle)
-        except ValueError:  # not the main thread (e.g. a test harness): SIGTERM keeps its default meaning
-            self.previous = None
-        return self
-
-    def _handle(self, signum, frame):
-        self.requested = True
-
-    def __exit__(self, *exc):
-        if self.previous is not None:
-            signal.signal(signal.SIGTERM, self.previous)
 
 
 @contextlib.contextmanager
@@ -328,22 +308,17 @@ class Trainer:
                                      iteration=iteration, is_best=is_best, metric=metric)
 
     # ------------------------------------------------------------------ one epoch
-    def _should_stop(self, stopper: GracefulStop, i: int) -> bool:
-        if not self.dist.distributed:
-            return stopper.requested
-        if (i + 1) % STOP_CHECK_EVERY:
-            return False
-        flag = torch.tensor([1.0 if stopper.requested else 0.0], device=self.device)
-        return bool(D.all_reduce_max(flag).item())
+    def _requests_due(self, i: int) -> bool:
+        return not self.dist.distributed or (i + 1) % STOP_CHECK_EVERY == 0
 
-    def train_epoch(self, epoch: int, start_iter: int, stopper: GracefulStop, progress) -> tuple[int, bool]:
-        """Returns (iterations done in this epoch, whether a stop was requested)."""
+    def train_epoch(self, epoch: int, start_iter: int, signals: StopSignals, progress) -> tuple[int, str | None]:
+        """Returns (iterations done in this epoch, the signal that stopped it or None)."""
         self.step.train()
         loader = self.data.train
         if loader.sampler is not None:
             loader.sampler.set_epoch(epoch, start=start_iter * self.cfg.batch_size)
         window = MetricWindow(self.device, self.cfg.print_freq, self.dist.world_size, self.teacher is not None)
-        i, stopped = start_iter, False
+        i, stop_by = start_iter, None
         data_start = time.perf_counter()
         for i, (images, targets) in enumerate(loader, start=start_iter):
             if i >= self.iters_per_epoch:
@@ -367,14 +342,18 @@ class Trainer:
             self.logger.end_iteration(mode="train")
             if progress is not None:
                 progress.update(1)
-            if last_micro and self._should_stop(stopper, i):
-                stopped = True
-                break
+            if last_micro and self._requests_due(i):
+                requests = agree(signals, self.device, self.dist.distributed)
+                if requests.checkpoint and not requests.stop_by:
+                    self._save_on_request(epoch, i + 1, "SIGUSR1")
+                if requests.stop_by:
+                    stop_by = requests.stop_by
+                    break
             data_start = time.perf_counter()
         if self.data.train.skipped and self.dist.is_main:
             print(f"warning: skipped {len(self.data.train.skipped)} unreadable training images so far "
                   f"(first: {self.data.train.skipped[0].path})", file=sys.stderr, flush=True)
-        return i + 1, stopped
+        return i + 1, stop_by
 
     def _augment_on_device(self, images: torch.Tensor, targets: torch.Tensor, epoch: int):
         """Random erasing and mixup/cutmix, which work on whole batches on the device."""
@@ -481,23 +460,26 @@ class Trainer:
         last_val: dict = {}
         end_epoch = cfg.epochs if cfg.run_epochs < 0 else min(cfg.epochs, self.start_epoch + cfg.run_epochs)
         start_iter = self.start_iter
-        with GracefulStop() as stopper:
+        with StopSignals(cfg.sigusr1) as signals:
             for epoch in range(self.start_epoch, end_epoch):
                 epoch_start = time.time()
                 self.logger.start_epoch()
                 bar = self._progress(self.iters_per_epoch - start_iter, f"epoch {epoch + 1}/{cfg.epochs}")
-                done, stopped = self.train_epoch(epoch, start_iter, stopper, bar)
+                done, stop_by = self.train_epoch(epoch, start_iter, signals, bar)
                 if bar is not None:
                     bar.close()
                 start_iter = 0
                 D.broadcast_buffers(self.model)
                 if self.ema is not None:
                     D.broadcast_buffers(self.ema.module)
-                if stopped and done < self.iters_per_epoch:
-                    self._stop_mid_epoch(epoch, done, summary)
+                if stop_by and done < self.iters_per_epoch:
+                    self.logger.end_epoch()
+                    self._stop(stop_by, f"at epoch {epoch}, iteration {done}", self._save(epoch, done, False), summary)
                     return last_val
                 last_val, judged = self._validate_epoch(summary) if not cfg.training_only else ({}, {})
                 is_best = self._record_best(epoch, judged)
+                # A stop asked for during validation ends the run after this epoch's checkpoint.
+                stop_by = stop_by or agree(signals, self.device, self.dist.distributed).stop_by
                 self.logger.end_epoch()
                 self.checkpoints.epoch_done(functools.partial(self._epoch_row, epoch, judged))
                 path = self._save(epoch + 1, 0, is_best)
@@ -506,8 +488,8 @@ class Trainer:
                     if self.checkpoints.best_path.exists():
                         summary["best_checkpoint"] = str(self.checkpoints.best_path)
                 self._print_epoch(epoch, last_val, time.time() - epoch_start, end_epoch)
-                if stopped:
-                    summary["stopped"] = f"SIGTERM after epoch {epoch}"
+                if stop_by:
+                    self._stop(stop_by, f"after epoch {epoch}", path, summary)
                     break
                 if 0 < cfg.early_stopping_patience <= self.epochs_since_best:
                     summary["early_stopped"] = f"no new best top1 for {self.epochs_since_best} epochs"
@@ -517,14 +499,20 @@ class Trainer:
         summary["epochs_done"] = epoch + 1 if self.start_epoch < end_epoch else self.start_epoch
         return last_val
 
-    def _stop_mid_epoch(self, epoch: int, done: int, summary: dict) -> None:
-        self.logger.end_epoch()
-        path = self._save(epoch, done, is_best=False)
-        summary["stopped"] = f"SIGTERM at epoch {epoch}, iteration {done}"
+    def _stop(self, signal_name: str, where: str, path: Path | None, summary: dict) -> None:
+        summary["stopped"] = f"{signal_name} {where}"
+        if path is not None:
+            summary["resume_from"] = str(path)
         if self.dist.is_main:
             # Benchmark modes and --no-checkpoints save nothing, so there is nothing to resume from.
             then = f"resume with --resume {path}" if path else "no checkpoint written (--no-checkpoints)"
-            print(f"=> stopped by SIGTERM at epoch {epoch}, iteration {done}; {then}", flush=True)
+            print(f"=> stopped by {signal_name} {where}; {then}", flush=True)
+
+    def _save_on_request(self, epoch: int, iteration: int, signal_name: str) -> None:
+        path = self._save(epoch, iteration, is_best=False)
+        if self.dist.is_main and path is not None:
+            print(f"=> {signal_name}: saved {path} at epoch {epoch}, iteration {iteration}; training goes on",
+                  flush=True)
 
     def _validate_epoch(self, summary: dict) -> tuple[dict, dict]:
         """Validates the weights (and the EMA); returns (the weights' result, the result that judges the best)."""
@@ -589,4 +577,17 @@ def print_summary(summary: dict) -> None:
         if summary.get(key):
             lines.append(f"{key.replace('_', ' ')}: {summary[key]}")
     lines.append(f"summary: {Path(summary['workspace']) / 'summary.json'}")
+    if summary.get("stopped"):
+        then = f"resume with --resume {summary['resume_from']}" if summary.get("resume_from") else "nothing saved"
+        lines.append(f"stopped by {summary['stopped']}: {then} (exit status {EXIT_RESUMABLE})")
     print("\n".join("=> " + line for line in lines), flush=True)
+
+
+def exit_status(summary: dict | None) -> int:
+    """0 for a finished run (or a dry run); a run a signal stopped: EXIT_RESUMABLE once it saved a checkpoint, else
+    the shell's 128 + the signal's number (nothing to resume from)."""
+    if not summary or not summary.get("stopped"):
+        return 0
+    if summary.get("resume_from"):
+        return EXIT_RESUMABLE
+    return 128 + int(signal.Signals[summary["stopped"].split()[0]])

@@ -13,9 +13,11 @@ QAT = "--epochs 1 --lr 0.005 --lr-schedule cosine".split()
 
 
 def quant_main(*argv) -> dict:
+    """quant_main.py's run on this command line; returns its summary (main() returns the exit status)."""
     from efficientnet import quant_main as entry
+    from image_classification.cli import convnets
 
-    return entry.main([str(a) for a in argv])
+    return convnets.run(entry.build_parser().parse_args([str(a) for a in argv]), entry.DIALECT)
 
 
 @pytest.fixture(scope="session")

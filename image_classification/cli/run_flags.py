@@ -1,0 +1,42 @@
+"""Flags both training dialects share, spelt alike in each (timm has no equivalents): how a run meets a scheduler's
+signals, a workspace already in use, divergence and a silent rank."""
+from __future__ import annotations
+
+import argparse
+import math
+
+from common.cli_errors import ArgumentParser, positive_int
+from image_classification.training.config import SIGUSR1_ACTIONS
+
+
+def positive_float(value: str) -> float:
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
+    if not (math.isfinite(x) and x > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
+    return x
+
+
+def add_reliability_arguments(p: ArgumentParser) -> None:
+    """Flags of both dialects (ConvNets and timm spell them alike): how a run meets signals, a used workspace,
+    divergence and a silent rank."""
+    p.add_argument("--sigusr1", default="stop", choices=SIGUSR1_ACTIONS,
+                   help="[ext] SIGUSR1 (SLURM's --signal=USR1@SECONDS warning): stop = save and exit with status 75, "
+                        "like SIGTERM (default); checkpoint = save and go on")
+    p.add_argument("--overwrite", action="store_true",
+                   help="[ext] start afresh in a workspace that already holds a checkpoint (without it the run "
+                        "refuses, so a finished or interrupted run is never replaced by accident)")
+    p.add_argument("--max-nonfinite-steps", type=positive_int, default=20, metavar="N",
+                   help="[ext] stop as diverged after N consecutive steps with a NaN/inf loss (exit status 3; "
+                        "single overflow steps of fp16 AMP are normal) (default 20)")
+    p.add_argument("--dist-timeout", type=positive_float, default=600.0, metavar="SECONDS",
+                   help="[ext] how long a rank waits for the others in a collective before the run fails with one "
+                        "line (a stopped or dead rank); raise it if a checkpoint write or the first compile takes "
+                        "longer (default 600)")
+
+
+def reliability_config(args: argparse.Namespace) -> dict:
+    return dict(sigusr1=args.sigusr1, overwrite=args.overwrite, max_nonfinite_steps=args.max_nonfinite_steps,
+                dist_timeout=args.dist_timeout)
