@@ -21,23 +21,26 @@ class ShardSampler(Sampler):
         self.start = 0
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
-        """`start` skips that many of this rank's samples: the ones consumed before an interruption."""
+        """`start` skips that many samples of the epoch's global order: the ones every rank together consumed before
+        an interruption. Counting them globally, not per rank, lets a run resume on another number of ranks or
+        batch size and read exactly the images the interrupted one had not read yet."""
         self.epoch, self.start = epoch, start
 
     def _indices(self) -> list[int]:
         if not self.shuffle:
-            return list(range(self.rank, self.size, self.world_size))
+            return list(range(self.rank, self.size, self.world_size))[self.start // self.world_size:]
         g = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
         order = torch.randperm(self.size, generator=g).tolist()
-        per_rank = -(-self.size // self.world_size)
-        order += order[: per_rank * self.world_size - self.size]
-        return order[self.rank :: self.world_size]
+        rest = order[self.start:]
+        # Wrap around so every rank gets the same number of samples (DDP needs equal step counts).
+        rest += order[: -len(rest) % self.world_size]
+        return rest[self.rank :: self.world_size]
 
     def __iter__(self):
-        for index in self._indices()[self.start :]:
+        for index in self._indices():
             yield (self.epoch, index)
 
     def __len__(self) -> int:
         if not self.shuffle:
-            return len(range(self.rank, self.size, self.world_size)) - self.start
-        return -(-self.size // self.world_size) - self.start
+            return len(range(self.rank, self.size, self.world_size)) - self.start // self.world_size
+        return -(-(self.size - self.start) // self.world_size)

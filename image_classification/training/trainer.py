@@ -134,6 +134,7 @@ class Trainer:
         ).to(self.device, memory_format=_memory_format(cfg))
 
         self.iters_per_epoch = 0
+        self.global_batch = cfg.batch_size * self.dist.world_size
         self.accum = 1
         self.step: TrainingStep | None = None
         self.teacher = None
@@ -143,10 +144,14 @@ class Trainer:
                 self.device, memory_format=_memory_format(cfg))
         if not cfg.evaluate:
             self.iters_per_epoch = len(self.data.train)
-            if cfg.prof > 0:
-                self.iters_per_epoch = min(self.iters_per_epoch, cfg.prof)
+            sampler = self.data.train.sampler
+            # The epoch's length in samples, the unit of the schedule and of an interrupted epoch's position.
+            self.epoch_samples = sampler.size if sampler is not None else self.iters_per_epoch * self.global_batch
+            if 0 < cfg.prof < self.iters_per_epoch:
+                self.iters_per_epoch = cfg.prof
+                self.epoch_samples = cfg.prof * self.global_batch
             self.accum = self._accumulation_steps()
-            self.schedule = LRSchedule(cfg, self.iters_per_epoch)
+            self.schedule = LRSchedule(cfg)
             self.mixup = build_mixup(cfg, self.num_classes)
             self.step = TrainingStep(self.model, cfg, self.dist, accum=self.accum,
                                      train_loss=build_train_loss(cfg, self.mixup), teacher=self.teacher,
@@ -162,7 +167,7 @@ class Trainer:
                                                 max_count=cfg.random_erasing_count, device=str(self.device))
         self.checkpoints = CheckpointWriter.for_config(cfg, self.dist.is_main)
 
-        self.start_epoch, self.start_iter, self.global_step = 0, 0, 0
+        self.start_epoch, self.start_samples, self.global_step = 0, 0, 0
         self.best_top1, self.best_epoch, self.epochs_since_best = 0.0, -1, 0
         self._last_metric: float | None = None
         self._last_ema: dict | None = None
@@ -255,8 +260,10 @@ class Trainer:
             self.step.scaler.load_state_dict(scaler_state)
         # This project's and ConvNets' checkpoints store the next epoch; timm's (with "version") the finished one.
         self.start_epoch = int(ckpt["epoch"]) + (1 if "version" in ckpt and "format" not in ckpt else 0)
-        self.start_iter = int(ckpt.get("iteration", 0))
-        self.global_step = int(ckpt.get("global_step", self.start_epoch * self.iters_per_epoch + self.start_iter))
+        saved_batch = self._saved_global_batch(ckpt)
+        self.start_samples = int(ckpt.get("samples", int(ckpt.get("iteration", 0)) * saved_batch))
+        self.global_step = int(ckpt.get("global_step", self.start_epoch * self.iters_per_epoch
+                                        + self.start_samples // self.global_batch))
         if self.step is not None:
             self.step.optimizer_steps = int(ckpt.get("optimizer_steps", self.global_step // max(self.accum, 1)))
         self.best_top1 = float(ckpt.get("best_prec1", ckpt.get("metric") or 0.0))
@@ -269,14 +276,40 @@ class Trainer:
             raise UserError(f"{path} already finished {self.start_epoch} of {self.cfg.epochs} epochs; "
                             f"raise --epochs to train further")
         if self.dist.is_main:
-            where = f"epoch {self.start_epoch}" + (f", iteration {self.start_iter}" if self.start_iter else "")
+            where = f"epoch {self.start_epoch}"
+            if self.start_samples:
+                where += f", iteration {self.start_samples // saved_batch} ({self.start_samples} samples)"
             print(f"=> resumed {path} at {where} (best top1 {self.best_top1:.2f})", flush=True)
+            changed = self._resume_changes(ckpt)
+            if changed and not self.cfg.evaluate:
+                print(f"=> resuming with {changed}: the epoch and the learning rate continue from sample "
+                      f"{self.start_samples} of epoch {self.start_epoch}", flush=True)
+
+    def _saved_global_batch(self, ckpt: dict) -> int:
+        """Samples per step of the run that wrote `ckpt` (older checkpoints: assume this run's)."""
+        config = ckpt.get("config") or {}
+        if "batch_size" in config and "world_size" in ckpt:
+            return int(config["batch_size"]) * int(ckpt["world_size"])
+        return self.global_batch
+
+    def _resume_changes(self, ckpt: dict) -> str:
+        """What differs from the run that wrote `ckpt`, in words ("" when nothing that moves the schedule did)."""
+        config = ckpt.get("config") or {}
+        before = {"batch size": config.get("batch_size"), "processes": ckpt.get("world_size"),
+                  "gradient accumulation": ckpt.get("accumulation_steps")}
+        now = {"batch size": self.cfg.batch_size, "processes": self.dist.world_size,
+               "gradient accumulation": self.accum}
+        return ", ".join(f"{name} {now[name]} (was {was})" for name, was in before.items()
+                         if was is not None and was != now[name])
 
     # ------------------------------------------------------------------ checkpoints
-    def _checkpoint_state(self, epoch: int, iteration: int) -> dict:
+    def _checkpoint_state(self, epoch: int, samples: int) -> dict:
         return {
             "epoch": epoch,
-            "iteration": iteration,
+            "iteration": samples // self.global_batch,
+            "samples": samples,  # of the epoch, all ranks together: the position a resume at any batch size needs
+            "world_size": self.dist.world_size,
+            "accumulation_steps": self.accum,
             "global_step": self.global_step,
             "optimizer_steps": self.step.optimizer_steps,
             "arch": self.info.name,
@@ -302,37 +335,41 @@ class Trainer:
         """Entries a specialised trainer adds to every checkpoint (QAT adds its quantizer record)."""
         return {}
 
-    def _save(self, epoch: int, iteration: int, is_best: bool) -> Path | None:
+    def _save(self, epoch: int, samples: int, is_best: bool) -> Path | None:
+        """`epoch` is the epoch to run next and `samples` how much of it is done (0 at an epoch's end)."""
         metric = self.best_top1 if is_best else self._last_metric
-        return self.checkpoints.save(lambda: self._checkpoint_state(epoch, iteration), epoch=epoch,
-                                     iteration=iteration, is_best=is_best, metric=metric)
+        return self.checkpoints.save(lambda: self._checkpoint_state(epoch, samples), epoch=epoch,
+                                     iteration=samples // self.global_batch, is_best=is_best, metric=metric)
 
     # ------------------------------------------------------------------ one epoch
     def _requests_due(self, i: int) -> bool:
         return not self.dist.distributed or (i + 1) % STOP_CHECK_EVERY == 0
 
-    def train_epoch(self, epoch: int, start_iter: int, signals: StopSignals, progress) -> tuple[int, str | None]:
-        """Returns (iterations done in this epoch, the signal that stopped it or None)."""
+    def train_epoch(self, epoch: int, start_samples: int, signals: StopSignals, progress) -> tuple[int, str | None]:
+        """Trains from `start_samples` into the epoch; returns (the epoch's samples done, the signal that stopped it
+        before its end, or None)."""
         self.step.train()
         loader = self.data.train
         if loader.sampler is not None:
-            loader.sampler.set_epoch(epoch, start=start_iter * self.cfg.batch_size)
+            loader.sampler.set_epoch(epoch, start=start_samples)
+        steps = min(len(loader), -(-(self.epoch_samples - start_samples) // self.global_batch))
         window = MetricWindow(self.device, self.cfg.print_freq, self.dist.world_size, self.teacher is not None)
-        i, stop_by = start_iter, None
+        samples, stop_by = start_samples, None
         data_start = time.perf_counter()
-        for i, (images, targets) in enumerate(loader, start=start_iter):
-            if i >= self.iters_per_epoch:
+        for k, (images, targets) in enumerate(loader):
+            if k >= steps:
                 break
             data_time = time.perf_counter() - data_start
             self.logger.start_iteration()
-            lr = self.schedule.apply(self.step.optimizer, self.global_step)
+            lr = self.schedule.apply(self.step.optimizer, epoch + samples / self.epoch_samples)
             images, targets = self._augment_on_device(images, targets, epoch)
-            last_of_epoch = i + 1 == self.iters_per_epoch
-            last_micro = (i + 1) % self.accum == 0 or last_of_epoch
+            last_of_epoch = k + 1 == steps
+            last_micro = (k + 1) % self.accum == 0 or last_of_epoch
             losses = self.step(images, targets, last_micro=last_micro)
             if last_micro and self.ema is not None:
                 self.ema.update(self.model, self.step.optimizer_steps)
             self.global_step += 1
+            samples += self.global_batch
             window.add(losses, images.shape[0], data_time)
             if window.due(last_of_epoch):
                 shown = window.close(self.logger, lr, self.step.grad_scale())
@@ -342,18 +379,19 @@ class Trainer:
             self.logger.end_iteration(mode="train")
             if progress is not None:
                 progress.update(1)
-            if last_micro and self._requests_due(i):
+            # At the epoch's last step the epoch-end checkpoint, after validation, serves any request.
+            if last_micro and not last_of_epoch and self._requests_due(k):
                 requests = agree(signals, self.device, self.dist.distributed)
-                if requests.checkpoint and not requests.stop_by:
-                    self._save_on_request(epoch, i + 1, "SIGUSR1")
                 if requests.stop_by:
                     stop_by = requests.stop_by
                     break
+                if requests.checkpoint:
+                    self._save_on_request(epoch, samples, "SIGUSR1")
             data_start = time.perf_counter()
         if self.data.train.skipped and self.dist.is_main:
             print(f"warning: skipped {len(self.data.train.skipped)} unreadable training images so far "
                   f"(first: {self.data.train.skipped[0].path})", file=sys.stderr, flush=True)
-        return i + 1, stop_by
+        return samples, stop_by
 
     def _augment_on_device(self, images: torch.Tensor, targets: torch.Tensor, epoch: int):
         """Random erasing and mixup/cutmix, which work on whole batches on the device."""
@@ -459,27 +497,30 @@ class Trainer:
         cfg = self.cfg
         last_val: dict = {}
         end_epoch = cfg.epochs if cfg.run_epochs < 0 else min(cfg.epochs, self.start_epoch + cfg.run_epochs)
-        start_iter = self.start_iter
+        start_samples = self.start_samples
         with StopSignals(cfg.sigusr1) as signals:
             for epoch in range(self.start_epoch, end_epoch):
                 epoch_start = time.time()
                 self.logger.start_epoch()
-                bar = self._progress(self.iters_per_epoch - start_iter, f"epoch {epoch + 1}/{cfg.epochs}")
-                done, stop_by = self.train_epoch(epoch, start_iter, signals, bar)
+                bar = self._progress(self.iters_per_epoch - start_samples // self.global_batch,
+                                     f"epoch {epoch + 1}/{cfg.epochs}")
+                done, stop_by = self.train_epoch(epoch, start_samples, signals, bar)
                 if bar is not None:
                     bar.close()
-                start_iter = 0
+                start_samples = 0
                 D.broadcast_buffers(self.model)
                 if self.ema is not None:
                     D.broadcast_buffers(self.ema.module)
-                if stop_by and done < self.iters_per_epoch:
+                if stop_by:
                     self.logger.end_epoch()
-                    self._stop(stop_by, f"at epoch {epoch}, iteration {done}", self._save(epoch, done, False), summary)
+                    where = f"at epoch {epoch}, iteration {done // self.global_batch}"
+                    self._stop(stop_by, where, self._save(epoch, done, False), summary)
                     return last_val
                 last_val, judged = self._validate_epoch(summary) if not cfg.training_only else ({}, {})
                 is_best = self._record_best(epoch, judged)
-                # A stop asked for during validation ends the run after this epoch's checkpoint.
-                stop_by = stop_by or agree(signals, self.device, self.dist.distributed).stop_by
+                # A stop asked for at the epoch's last step or during validation ends the run after this epoch's
+                # checkpoint.
+                stop_by = agree(signals, self.device, self.dist.distributed).stop_by
                 self.logger.end_epoch()
                 self.checkpoints.epoch_done(functools.partial(self._epoch_row, epoch, judged))
                 path = self._save(epoch + 1, 0, is_best)

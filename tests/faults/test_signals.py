@@ -16,9 +16,8 @@ from common.cli_errors import EXIT_RESUMABLE
 from common.dllogger import read_report
 from image_classification.training import trainer as T
 from image_classification.training.checkpointing import ConvNetsLayout
-from image_classification.training.schedule import LRSchedule
 from tests.conftest import REPO
-from tests.image_classification.training.helpers import load, max_weight_diff, run
+from tests.image_classification.training.helpers import load, max_weight_diff, run, signal_at_step
 
 # Short epochs (--prof 12) of real data with two loader workers, every source of randomness on.
 FLAGS = ["--image-size", "32", "-b", "16", "--prof", "12", "--epochs", "20", "--lr", "0.02", "--lr-schedule",
@@ -71,20 +70,8 @@ def test_group_sigterm_with_workers_saves_and_the_resumed_run_matches(digits_roo
     assert max_weight_diff(a["state_dict_ema"], b["state_dict_ema"]) == 0.0
 
 
-def _signal_at_step(monkeypatch, signum: int, at: int, times: int = 1) -> None:
-    original = LRSchedule.apply
-
-    def apply_then_signal(self, optimizer, step):
-        if step == at:
-            for _ in range(times):
-                os.kill(os.getpid(), signum)
-        return original(self, optimizer, step)
-
-    monkeypatch.setattr(LRSchedule, "apply", apply_then_signal)
-
-
 def test_sigusr1_stops_like_sigterm_by_default(digits_root, tmp_path, monkeypatch, capsys):
-    _signal_at_step(monkeypatch, signal.SIGUSR1, at=2)
+    signal_at_step(monkeypatch, signal.SIGUSR1, 2)
     summary = run(digits_root, tmp_path, "--epochs", 2, "-j", 0)
     assert summary["stopped"] == "SIGUSR1 at epoch 0, iteration 3"
     assert T.exit_status(summary) == EXIT_RESUMABLE
@@ -102,7 +89,7 @@ def test_sigusr1_checkpoint_saves_mid_epoch_and_goes_on(digits_root, tmp_path, m
         return original_write(self, state, workspace, **where)
 
     monkeypatch.setattr(ConvNetsLayout, "write", recorded)
-    _signal_at_step(monkeypatch, signal.SIGUSR1, at=5)
+    signal_at_step(monkeypatch, signal.SIGUSR1, 5)
     summary = run(digits_root, tmp_path, "--epochs", 2, "-j", 0, "--sigusr1", "checkpoint")
     assert "stopped" not in summary and summary["epochs_done"] == 2
     assert T.exit_status(summary) == 0
@@ -130,7 +117,7 @@ def test_sigterm_during_validation_finishes_it_saves_and_stops(digits_root, tmp_
 
 
 def test_a_second_sigint_interrupts_at_once(digits_root, tmp_path, monkeypatch):
-    _signal_at_step(monkeypatch, signal.SIGINT, at=2, times=2)
+    signal_at_step(monkeypatch, signal.SIGINT, 2, times=2)
     with pytest.raises(KeyboardInterrupt):
         run(digits_root, tmp_path, "--epochs", 2, "-j", 0)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored

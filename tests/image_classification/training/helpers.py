@@ -1,4 +1,6 @@
 """Small, fast training runs on the digits data through the real CLI parser."""
+import os
+
 import torch
 
 from efficientnet.main import build_parser, config_from_args
@@ -23,3 +25,21 @@ def load(path):
 
 def max_weight_diff(a: dict, b: dict) -> float:
     return max((a[k].double() - b[k].double()).abs().max().item() for k in a)
+
+
+def signal_at_step(monkeypatch, signum: int, step: int, times: int = 1) -> None:
+    """Send this process `signum` (`times` times) as the run's `step`-th training step (0-based) begins: the way a
+    scheduler's signal lands in the middle of a step."""
+    from image_classification.training.step import TrainingStep
+
+    original = TrainingStep.__call__
+    calls = [0]
+
+    def signal_then_step(self, *args, **kwargs):
+        if calls[0] == step:
+            for _ in range(times):
+                os.kill(os.getpid(), signum)
+        calls[0] += 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(TrainingStep, "__call__", signal_then_step)

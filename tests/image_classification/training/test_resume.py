@@ -1,14 +1,12 @@
 """--resume continues exactly: a run stopped and resumed ends with the weights of an uninterrupted run."""
-import os
 import signal
 
 import pytest
 import torch
 
 from common.cli_errors import UserError
-from image_classification.training.schedule import LRSchedule
 
-from .helpers import load, max_weight_diff, run
+from .helpers import load, max_weight_diff, run, signal_at_step
 
 # Every source of randomness on: augmentation, mixup, dropout, stochastic depth, EMA.
 RANDOM = ["--epochs", 2, "--use-ema", 0.9, "--mixup", 0.2, "--dropout", 0.3, "--survival_prob", 0.8,
@@ -39,20 +37,13 @@ def test_resume_after_an_epoch_matches_uninterrupted_run(digits_root, tmp_path, 
 def test_sigterm_saves_mid_epoch_and_resume_is_exact(digits_root, tmp_path, monkeypatch, device):
     run(digits_root, tmp_path / "full", *RANDOM, *device, "-j", 2)
 
-    original = LRSchedule.apply
-
-    def apply_then_signal(self, optimizer, step):
-        if step == 6:  # second epoch, third step: a mid-epoch stop
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, optimizer, step)
-
-    monkeypatch.setattr(LRSchedule, "apply", apply_then_signal)
+    signal_at_step(monkeypatch, signal.SIGTERM, 6)  # second epoch, third step: a mid-epoch stop
     summary = run(digits_root, tmp_path / "part", *RANDOM, *device, "-j", 2)
     assert "SIGTERM" in summary["stopped"]
     ckpt = load(tmp_path / "part" / "checkpoint.pth.tar")
     assert (ckpt["epoch"], ckpt["iteration"]) == (1, 3)  # the step in flight was finished, then saved
     assert signal.getsignal(signal.SIGTERM) is not None  # handler restored after the run
-    monkeypatch.setattr(LRSchedule, "apply", original)
+    monkeypatch.undo()
 
     run(digits_root, tmp_path / "part", *RANDOM, *device, "-j", 2, "--resume", tmp_path / "part" / "checkpoint.pth.tar")
     a, b = load(tmp_path / "full" / "checkpoint.pth.tar"), load(tmp_path / "part" / "checkpoint.pth.tar")
@@ -61,14 +52,7 @@ def test_sigterm_saves_mid_epoch_and_resume_is_exact(digits_root, tmp_path, monk
 
 
 def test_sigterm_without_checkpoints_says_nothing_was_saved(digits_root, tmp_path, monkeypatch, capsys):
-    original = LRSchedule.apply
-
-    def apply_then_signal(self, optimizer, step):
-        if step == 1:
-            os.kill(os.getpid(), signal.SIGTERM)
-        return original(self, optimizer, step)
-
-    monkeypatch.setattr(LRSchedule, "apply", apply_then_signal)
+    signal_at_step(monkeypatch, signal.SIGTERM, 1)
     summary = run(digits_root, tmp_path, "--epochs", 1, "-j", 0, "--no-checkpoints")
     assert summary["stopped"] == "SIGTERM at epoch 0, iteration 2"
     assert "stopped by SIGTERM at epoch 0, iteration 2; no checkpoint written" in capsys.readouterr().out
