@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = Fals
     (worth it for checkpoints, which a crash right after the rename must not lose)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(fd, mode) as f:
             yield f
@@ -27,6 +28,29 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = Fals
                 os.fsync(f.fileno())
         os.chmod(tmp, FILE_MODE)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        # A full disk or a quota fails a write(), which names no file: name the one that could not be written.
+        if exc.filename is None or exc.filename == tmp:
+            exc.filename = str(path)
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+TEMP_SUFFIX = ".tmp"
+# mkstemp's names: "." + the target's name + "." + 8 random characters + TEMP_SUFFIX
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}" + re.escape(TEMP_SUFFIX) + "$")
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Deletes the temporaries of writes that a killed process never finished (a SIGKILL skips the cleanup above)
+    and returns them. Only for a folder no live process writes to: the caller holds its workspace lock."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stale = [p for p in folder.iterdir() if _TEMPORARY.match(p.name) and p.is_file()]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return stale

@@ -26,15 +26,39 @@ def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
     raise SystemExit(code)
 
 
+# Set by the multiproc.py launcher: the file where rank 0 leaves its exit status, which torchrun does not pass on.
+EXIT_STATUS_FILE_ENV = "IMAGE_CLASSIFICATION_EXIT_STATUS_FILE"
+
+
 def run_cli(main: Callable[..., object], *args, **kwargs) -> None:
+    code: object = 1
     try:
-        result = main(*args, **kwargs)
-    except UserError as exc:
-        fail(str(exc))
-    except KeyboardInterrupt:
-        fail("interrupted", EXIT_INTERRUPTED)
-    if isinstance(result, int) and result != 0:
-        raise SystemExit(result)
+        try:
+            result = main(*args, **kwargs)
+        except UserError as exc:
+            fail(str(exc), getattr(exc, "exit_code", EXIT_USER_ERROR))  # e.g. 3: training diverged
+        except KeyboardInterrupt:
+            fail("interrupted", EXIT_INTERRUPTED)
+        code = result if isinstance(result, int) else 0
+        if code != 0:
+            raise SystemExit(code)
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        raise
+    finally:
+        _leave_exit_status(code)
+
+
+def _leave_exit_status(code: object) -> None:
+    import os
+
+    path = os.environ.get(EXIT_STATUS_FILE_ENV)
+    if path and os.environ.get("RANK", "0") == "0" and isinstance(code, int):
+        try:
+            with open(path, "w") as f:
+                f.write(str(code))
+        except OSError:
+            pass  # the launcher then reports torchrun's own outcome
 
 
 import argparse  # noqa: E402

@@ -103,11 +103,45 @@ class StdOutBackend(Backend):
         sys.stdout.flush()
 
 
+def drop_torn_tail(path: str | Path) -> int:
+    """Cuts an unfinished last line (a run killed in the middle of a write) off the report, so the records appended
+    after it start on a line of their own and every line parses. Whole lines are never touched. Returns the number
+    of bytes cut."""
+    path = Path(path)
+    if not path.is_file():
+        return 0
+    with open(path, "rb+") as f:
+        size = f.seek(0, 2)
+        if size == 0:
+            return 0
+        # Look back block by block for the last newline; a torn record is at most one line long.
+        end = size
+        while end > 0:
+            start = max(0, end - 65536)
+            f.seek(start)
+            block = f.read(end - start)
+            if end == size and block.endswith(b"\n"):
+                return 0
+            newline = block.rfind(b"\n")
+            if newline >= 0:
+                keep = start + newline + 1
+                break
+            end = start
+        else:
+            keep = 0
+        f.truncate(keep)
+        return size - keep
+
+
 class JSONStreamBackend(Backend):
+    """`append` (a resumed run) adds to the report of the run it continues, so its history is kept; a torn last
+    line is cut first (drop_torn_tail)."""
+
     def __init__(self, verbosity: int, filename: str | Path, append: bool = False):
         super().__init__(verbosity)
         self._filename = filename
         Path(filename).parent.mkdir(parents=True, exist_ok=True)
+        self.torn_bytes = drop_torn_tail(filename) if append else 0
         self.file = open(filename, "a" if append else "w", encoding="utf-8")
 
     def _write(self, record: dict) -> None:

@@ -40,8 +40,53 @@ def torchrun_argv(args: argparse.Namespace) -> list[str]:
     return argv + [args.script, *args.script_args]
 
 
-def main(argv=None) -> None:
+def main(argv=None) -> int:
+    """Runs torchrun and exits with rank 0's status (75 when a signal stopped the run after it saved, so a job script
+    can requeue it): torchrun itself answers 1, with a traceback, whenever a rank fails or it is signalled."""
+    import os
+    import signal
+    import tempfile
+
     args = build_parser().parse_args(argv)
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import main as torchrun
 
-    torchrun(torchrun_argv(args))
+    from common.cli_errors import EXIT_STATUS_FILE_ENV
+
+    # SLURM's warning (--signal=USR1@N) reaches every process of the step: the training processes act on it, and
+    # torchrun's agent, which has no handler, would otherwise die of it and orphan them.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    fd, status_file = tempfile.mkstemp(prefix="multiproc-status-", suffix=".txt")
+    os.close(fd)
+    os.environ[EXIT_STATUS_FILE_ENV] = status_file
+    try:
+        try:
+            torchrun(torchrun_argv(args))
+            return 0
+        except (ChildFailedError, SignalException) as exc:
+            status = _rank0_status(status_file)
+            if status is not None:
+                return status
+            if isinstance(exc, SignalException):
+                raise UserError(f"stopped by signal {exc.sigval.name} before the training processes said how they "
+                                f"ended") from None
+            raise UserError(f"a training process failed: {_first_failure(exc)}") from None
+    finally:
+        os.environ.pop(EXIT_STATUS_FILE_ENV, None)
+        os.unlink(status_file)
+
+
+def _rank0_status(path: str) -> int | None:
+    try:
+        text = open(path).read().strip()
+    except OSError:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else None
+
+
+def _first_failure(exc) -> str:
+    failures = getattr(exc, "failures", {}) or {}
+    for rank, failure in sorted(failures.items()):
+        return f"rank {rank} exited with status {failure.exitcode} (its own output says why)"
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -69,7 +69,9 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--model-config", default=None, metavar="FILE", help="[ext] an upstream-format GPUNet JSON")
     g.add_argument("--pretrained", action="store_true", help="published NGC weights from the torch hub cache")
     g.add_argument("--initial-checkpoint", default="", metavar="PATH", help="start from these weights")
-    g.add_argument("--resume", default="", metavar="PATH", help="continue a run (last.pth.tar), optimizer included")
+    g.add_argument("--resume", default="", metavar="PATH",
+                   help="continue a run (last.pth.tar), optimizer included; auto: the experiment folder's "
+                        "last.pth.tar if there is one, else start afresh")
     g.add_argument("--no-resume-opt", action="store_true", help="on --resume, do not restore the optimizer")
     g.add_argument("--num-classes", type=int, default=None, help="classes (default: the class folders' count)")
     g.add_argument("--gp", default=None, help="global pool type (not supported)")

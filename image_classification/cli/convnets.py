@@ -90,7 +90,9 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
     p.add_argument("--rmsprop-eps", type=float, default=1e-3)
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
     p.add_argument("--print-freq", "-p", type=positive_int, default=10, metavar="N", help="iterations per log line")
-    p.add_argument("--resume", default=None, metavar="PATH", help="training checkpoint to continue from")
+    p.add_argument("--resume", default=None, metavar="PATH",
+                   help="training checkpoint to continue from; auto: the workspace's latest checkpoint if there is "
+                        "one, else start afresh (a requeued job's command line never changes)")
     p.add_argument("--static-loss-scale", type=float, default=128.0,
                    help="initial loss scale of the GradScaler (AMP fp16 only)")
     p.add_argument("--prof", type=int, default=-1, metavar="N", help="stop each train/val pass after N iterations")

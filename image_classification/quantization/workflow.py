@@ -52,7 +52,8 @@ def resolve_arch(args: argparse.Namespace, dialect: convnets.Dialect) -> None:
     from .state import quantization_record
 
     args.arch = dialect.default_arch
-    start = args.resume or args.pretrained_from_file
+    start = args.resume if args.resume != "auto" else None
+    start = start or args.pretrained_from_file
     if start and Path(start).is_file():
         checkpoint = read_checkpoint(start)
         if quantization_record(checkpoint) is not None and isinstance(checkpoint.get("arch"), str):
@@ -110,7 +111,7 @@ def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
     from .state import RECORD_KEY, make_record
     from .summary import format_summary, write_quantizer_list
 
-    dist = D.init_distributed(cfg.device)
+    dist = D.init_distributed(cfg.device, cfg.dist_timeout)
     device = dist.device
     if cfg.precision == "fp16" and device.type == "cpu":
         raise UserError("fp16 AMP needs a GPU; on the CPU use bf16 (--amp-dtype bf16) or FP32")

@@ -6,6 +6,7 @@ schedule position, the position inside an interrupted epoch, every rank's RNG st
 """
 from __future__ import annotations
 
+import io
 import os
 import random
 import re
@@ -16,15 +17,29 @@ import numpy as np
 import torch
 
 from common.atomic_files import atomic_write
+from common.cli_errors import UserError
+
+from .config import TIMM_LATEST
 
 FORMAT = "image_classification.checkpoint/1"
+
+
+class CheckpointWriteError(UserError):
+    """A checkpoint could not be written; the files written before are intact."""
 EPOCH_FILE = re.compile(r"checkpoint_(\d{4,})\.pth\.tar$")
+TIMM_EPOCH_FILE = re.compile(r"checkpoint-(\d+)\.pth\.tar$")
+BEST = "model_best.pth.tar"
 
 
 def atomic_save(obj, path: str | os.PathLike) -> Path:
-    """torch.save that never leaves a truncated file behind, even if the run is killed mid-write."""
+    """torch.save that never leaves a truncated file behind, even if the run is killed mid-write.
+
+    Serialised in memory first: torch.save writing into a file that hits a full disk fails with an opaque
+    RuntimeError ("unexpected pos"), while a plain write fails with ENOSPC and the file's name."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_write(path, durable=True) as f:
-        torch.save(obj, f)
+        f.write(buffer.getbuffer())
     return Path(path)
 
 
@@ -67,18 +82,30 @@ class ConvNetsLayout:
 
     def __init__(self, filename: str, keep: int):
         self.filename, self.keep = filename, keep
+        self.latest_name = filename
+
+    def epoch_file(self, workspace: Path, finished_epoch: int) -> Path:
+        return workspace / f"checkpoint_{finished_epoch + 1:04d}.pth.tar"  # named by the epoch to run next
+
+    def files(self, workspace: Path) -> list[Path]:
+        """The checkpoint files of a run in this layout that `workspace` holds."""
+        names = {self.filename, BEST}
+        return sorted(p for p in workspace.iterdir() if p.name in names or EPOCH_FILE.match(p.name))
 
     def write(self, state: dict, workspace: Path, *, epoch: int, iteration: int, is_best: bool,
               metric: float | None) -> Path:
         state = {"format": FORMAT, **state}
-        last = workspace / self.filename
+        # The best first: a kill or a full disk between two writes must never leave a checkpoint that records a
+        # best whose file was not written.
+        written = atomic_save(state, workspace / BEST) if is_best else None
         if self.keep != 0 and iteration == 0:
-            written = atomic_save(state, workspace / f"checkpoint_{epoch:04d}.pth.tar")
+            epoch_file = workspace / f"checkpoint_{epoch:04d}.pth.tar"
+            written = atomic_copy(written, epoch_file) if written else atomic_save(state, epoch_file)
+        last = workspace / self.filename
+        if written:
             atomic_copy(written, last)
         else:
-            written = atomic_save(state, last)
-        if is_best:
-            atomic_copy(written, workspace / "model_best.pth.tar")
+            atomic_save(state, last)
         if self.keep > 0:
             numbered = sorted((int(m.group(1)), p) for p in workspace.iterdir() if (m := EPOCH_FILE.match(p.name)))
             for _, old in numbered[:-self.keep]:
@@ -94,9 +121,17 @@ class TimmLayout:
     summary.csv, one row per epoch."""
 
     keeps_epoch_rows = True
+    latest_name = TIMM_LATEST
 
     def __init__(self, hist: int, args: dict):
         self.hist, self.args = hist, args
+
+    def epoch_file(self, workspace: Path, finished_epoch: int) -> Path:
+        return workspace / f"checkpoint-{finished_epoch}.pth.tar"
+
+    def files(self, workspace: Path) -> list[Path]:
+        names = {"last.pth.tar", BEST, "checkpoint-index.json", "summary.csv"}
+        return sorted(p for p in workspace.iterdir() if p.name in names or TIMM_EPOCH_FILE.match(p.name))
 
     def write(self, state: dict, workspace: Path, *, epoch: int, iteration: int, is_best: bool,
               metric: float | None) -> Path:
@@ -110,9 +145,11 @@ class TimmLayout:
         finished = epoch - 1
         metric = metric if iteration == 0 else None
         state["metric"] = metric
-        last = atomic_save(state, workspace / "last.pth.tar")
+        # The best first, as in ConvNetsLayout.write.
         if is_best:
-            atomic_copy(last, workspace / "model_best.pth.tar")
+            last = atomic_copy(atomic_save(state, workspace / BEST), workspace / "last.pth.tar")
+        else:
+            last = atomic_save(state, workspace / "last.pth.tar")
         if self.hist > 0 and metric is not None:
             index_path = workspace / "checkpoint-index.json"
             index = json.loads(index_path.read_text()) if index_path.is_file() else {}
@@ -137,6 +174,12 @@ class CheckpointWriter:
 
     def __init__(self, workspace: Path, layout: ConvNetsLayout | TimmLayout, *, is_main: bool, enabled: bool):
         self.workspace, self.layout, self.is_main, self.enabled = workspace, layout, is_main, enabled
+        self.last_written: Path | None = None
+
+    @property
+    def latest_path(self) -> Path:
+        """The file a resume continues from."""
+        return self.workspace / self.layout.latest_name
 
     @classmethod
     def for_config(cls, cfg, is_main: bool) -> CheckpointWriter:
@@ -148,22 +191,55 @@ class CheckpointWriter:
 
     @property
     def best_path(self) -> Path:
-        return self.workspace / "model_best.pth.tar"
+        return self.workspace / BEST
+
+    def existing_files(self) -> list[Path]:
+        return self.layout.files(self.workspace) if self.workspace.is_dir() else []
+
+    def restore_best(self, ckpt: dict, source: Path) -> str | None:
+        """On resume: the best epoch a checkpoint records must have its file (an older run, or one killed between
+        two writes before best-first ordering, could leave it missing). Re-creates it from a checkpoint of that
+        epoch where one is left; returns the line to print, if any."""
+        best_epoch = int(ckpt.get("best_epoch", -1))
+        if not (self.is_main and self.enabled) or best_epoch < 0 or self.best_path.exists():
+            return None
+        at_epoch_end = not ckpt.get("samples", ckpt.get("iteration", 0))
+        candidates = [source] if at_epoch_end and int(ckpt.get("epoch", -1)) == best_epoch + 1 else []
+        candidates += [self.layout.epoch_file(folder, best_epoch) for folder in dict.fromkeys(
+            (self.workspace, Path(source).parent))]
+        for candidate in candidates:
+            if candidate.is_file():
+                atomic_copy(candidate, self.best_path)
+                return f"=> re-created {self.best_path} from {candidate} (best top1 of epoch {best_epoch})"
+        return (f"warning: {source} records its best top1 at epoch {best_epoch} but {self.best_path} is missing and "
+                f"no checkpoint of that epoch is left; the next new best writes it")
 
     def save(self, make_state, *, epoch: int, iteration: int, is_best: bool, metric: float | None) -> Path | None:
         """`make_state()` builds the state dict (only where it is written); `epoch` is the next epoch to run."""
         from . import distributed as D
 
         rngs = D.gather_objects(rng_state())
-        if not (self.is_main and self.enabled):
-            return None
-        state = make_state()
-        state["rng"] = rngs
-        if state.get("state_dict_ema") is None:
-            state.pop("state_dict_ema", None)
-        self.workspace.mkdir(parents=True, exist_ok=True)
-        return self.layout.write(state, self.workspace, epoch=epoch, iteration=iteration, is_best=is_best,
-                                 metric=metric)
+        path, error = None, None
+        if self.is_main and self.enabled:
+            state = make_state()
+            state["rng"] = rngs
+            if state.get("state_dict_ema") is None:
+                state.pop("state_dict_ema", None)
+            try:
+                self.workspace.mkdir(parents=True, exist_ok=True)
+                path = self.layout.write(state, self.workspace, epoch=epoch, iteration=iteration, is_best=is_best,
+                                         metric=metric)
+            except OSError as exc:  # a full disk, a quota, a read-only or vanished folder
+                kept = (f"{self.last_written} is intact" if self.last_written
+                        else "no checkpoint of this run was written")
+                error = (f"cannot write a checkpoint: {exc.filename or self.workspace}: {exc.strerror or exc}; "
+                         f"{kept} (an unfinished write leaves nothing behind)")
+        # Every rank stops together, rather than the others waiting for rank 0 until --dist-timeout.
+        if D.any_rank(error is not None):
+            raise CheckpointWriteError(error or "rank 0 could not write a checkpoint (its error says why)")
+        if path is not None:
+            self.last_written = path
+        return path
 
     def epoch_done(self, make_row) -> None:
         """Per-epoch figures the layout keeps beside the checkpoints (timm's summary.csv); `make_row()` gives them."""

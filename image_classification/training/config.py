@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from common.cli_errors import UserError
@@ -12,6 +13,7 @@ LR_SCHEDULES = ("step", "linear", "cosine")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 STREAM_PRIORITIES = ("high", "normal")
 SIGUSR1_ACTIONS = ("stop", "checkpoint")
+TIMM_LATEST = "last.pth.tar"  # timm's name for the latest checkpoint (ConvNets: --checkpoint-filename)
 
 
 @dataclass
@@ -213,7 +215,22 @@ class TrainingConfig:
         need(self.dist_timeout > 0, f"--dist-timeout must be a positive number of seconds, got {self.dist_timeout}")
         need(self.data_backend == "synthetic" or bool(self.data),
              "no data path given: pass the data folder (with train/ and val/) or use --data-backend synthetic")
+        if self.resume == "auto":
+            # A requeued job's command line never changes: continue the workspace's run if there is one.
+            newest = self.newest_checkpoint()
+            self.resume = str(newest) if newest else None
         return self
+
+    def latest_checkpoint(self) -> Path:
+        """The workspace's latest checkpoint in this run's layout."""
+        return Path(self.workspace) / (TIMM_LATEST if self.output_style == "timm" else self.checkpoint_filename)
+
+    def newest_checkpoint(self) -> Path | None:
+        """What `--resume auto` continues from: the latest checkpoint, or the best one where it is newer (a run
+        killed between the two writes of an epoch's end has written the best, which comes first, and not the
+        latest). Both hold the whole training state."""
+        candidates = [p for p in (self.latest_checkpoint(), Path(self.workspace) / "model_best.pth.tar") if p.is_file()]
+        return max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from common.atomic_files import atomic_write
+from common.atomic_files import atomic_write, remove_stale_temporaries
 from common.cli_errors import EXIT_RESUMABLE, UserError
 from common.dllogger import JSONStreamBackend, StdOutBackend, TensorBoardBackend, Verbosity
 from common.training_log import (
@@ -25,6 +25,7 @@ from common.training_log import (
     PERF_METER,
     TrainingLogger,
 )
+from common.workspace_lock import WorkspaceLock
 from image_classification.data.loader import build_data
 from image_classification.inference.evaluate import evaluate
 from image_classification.models import create_model, get_model_info
@@ -34,6 +35,7 @@ from . import distributed as D
 from .checkpointing import CheckpointWriter, set_rng_state
 from .config import TrainingConfig
 from .distill import Resized, build_teacher
+from .divergence import DivergenceWatch, TrainingDiverged, weights_are_finite
 from .ema import ModelEma
 from .losses import build_mixup, build_train_loss
 from .metric_window import MetricWindow
@@ -101,7 +103,7 @@ def _write_json_atomic(data: dict, path: Path) -> None:
 class Trainer:
     def __init__(self, cfg: TrainingConfig):
         self.cfg = cfg.validate()
-        self.dist = D.init_distributed(cfg.device)
+        self.dist = D.init_distributed(cfg.device, cfg.dist_timeout)
         self.device = self.dist.device
         self.workspace = Path(cfg.workspace)
         _set_numerics(cfg, self.device)
@@ -167,13 +169,76 @@ class Trainer:
                                                 max_count=cfg.random_erasing_count, device=str(self.device))
         self.checkpoints = CheckpointWriter.for_config(cfg, self.dist.is_main)
 
+        self.divergence = DivergenceWatch(self.device, cfg.max_nonfinite_steps)
+
         self.start_epoch, self.start_samples, self.global_step = 0, 0, 0
         self.best_top1, self.best_epoch, self.epochs_since_best = 0.0, -1, 0
         self._last_metric: float | None = None
         self._last_ema: dict | None = None
-        if cfg.resume:
-            self._resume(cfg.resume)
-        self.logger = self._make_logger()
+        self.resume_path = cfg.resume  # validate() resolved --resume auto
+        self.lock: WorkspaceLock | None = None
+        self._claim_workspace()
+        try:
+            if self.resume_path:
+                self._resume(self.resume_path)
+            self.logger = self._make_logger()
+        except BaseException:
+            self._release_workspace(failed=True)
+            raise
+
+    # ------------------------------------------------------------------ the workspace
+    def _claim_workspace(self) -> None:
+        """The main rank locks the workspace, refuses one that holds another run's checkpoints and removes the
+        temporaries of writes a killed run left. Every rank learns whether that worked, so none waits for a rank
+        that failed."""
+        error = None
+        if self.dist.is_main:
+            self._created_workspace = not self.workspace.exists()
+            try:
+                self.lock = WorkspaceLock(self.workspace)
+                self.lock.acquire()
+                self._check_previous_run()
+            except (UserError, OSError) as exc:
+                self._release_workspace(failed=True)
+                error = exc
+        if D.any_rank(error is not None):
+            if isinstance(error, BaseException):
+                raise error
+            raise UserError("rank 0 could not start in the workspace (its error says why)")
+        if self.dist.is_main:
+            stale = remove_stale_temporaries(self.workspace)
+            if stale:
+                print(f"=> removed {len(stale)} unfinished temporary file(s) an interrupted write left in "
+                      f"{self.workspace}", flush=True)
+
+    def _check_previous_run(self) -> None:
+        cfg = self.cfg
+        previous = self.checkpoints.existing_files()
+        report = self.workspace / cfg.raport_file
+        if not previous or self.resume_path:
+            return
+        # A run that writes checkpoints, or this report, would replace the previous run's.
+        if not ((cfg.save_checkpoints and not cfg.evaluate) or report.exists()):
+            return
+        if not cfg.overwrite:
+            names = ", ".join(p.name for p in previous[:3]) + (", ..." if len(previous) > 3 else "")
+            raise UserError(f"{self.workspace} holds another run's checkpoints ({names}): continue it with --resume "
+                            f"{self.checkpoints.latest_path} (or --resume auto), choose another workspace, or pass "
+                            f"--overwrite to replace it")
+        removed = [*previous, *(p for p in (report, self.workspace / "summary.json") if p.exists())]
+        for path in removed:
+            path.unlink()
+        print(f"=> --overwrite: removed the previous run's {', '.join(p.name for p in removed)}", flush=True)
+
+    def _release_workspace(self, failed: bool = False) -> None:
+        if self.lock is None:
+            return
+        self.lock.release()
+        self.lock = None
+        # A start that failed leaves nothing behind in a folder it created.
+        if failed and getattr(self, "_created_workspace", False) and self.workspace.is_dir() \
+                and not any(self.workspace.iterdir()):
+            self.workspace.rmdir()
 
     # ------------------------------------------------------------------ setup helpers
     def _accumulation_steps(self) -> int:
@@ -193,7 +258,12 @@ class Trainer:
         if self.dist.is_main:
             # Created only now that data and model are known to be good: a failed start leaves nothing behind.
             self.workspace.mkdir(parents=True, exist_ok=True)
-            backends.append(JSONStreamBackend(Verbosity.VERBOSE, str(self.workspace / self.cfg.raport_file)))
+            report = JSONStreamBackend(Verbosity.VERBOSE, str(self.workspace / self.cfg.raport_file),
+                                       append=bool(self.resume_path))
+            if report.torn_bytes:
+                print(f"=> {self.workspace / self.cfg.raport_file}: cut an unfinished last line ({report.torn_bytes} "
+                      f"bytes) that an interrupted run left", flush=True)
+            backends.append(report)
             backends.append(StdOutBackend(Verbosity.DEFAULT))
             if self.cfg.tensorboard:
                 backends.append(TensorBoardBackend(Verbosity.VERBOSE, self.cfg.tensorboard))
@@ -266,6 +336,10 @@ class Trainer:
                                         + self.start_samples // self.global_batch))
         if self.step is not None:
             self.step.optimizer_steps = int(ckpt.get("optimizer_steps", self.global_step // max(self.accum, 1)))
+        if not self.cfg.evaluate:
+            restored = self.checkpoints.restore_best(ckpt, Path(path))
+            if restored:
+                print(restored, file=sys.stderr if restored.startswith("warning") else sys.stdout, flush=True)
         self.best_top1 = float(ckpt.get("best_prec1", ckpt.get("metric") or 0.0))
         self.best_epoch = int(ckpt.get("best_epoch", -1))
         self.epochs_since_best = int(ckpt.get("epochs_since_best", 0))
@@ -337,6 +411,11 @@ class Trainer:
 
     def _save(self, epoch: int, samples: int, is_best: bool) -> Path | None:
         """`epoch` is the epoch to run next and `samples` how much of it is done (0 at an epoch's end)."""
+        if self.cfg.save_checkpoints and not weights_are_finite(self.model, self.ema.module if self.ema else None):
+            raise TrainingDiverged(f"training diverged: the weights hold NaN or inf after step {self.global_step}"
+                                   f"; they were not saved, so the last checkpoint holds finite "
+                                   f"weights. Lower the learning rate (or clip gradients, or use bf16) and resume "
+                                   f"from it or start again")
         metric = self.best_top1 if is_best else self._last_metric
         return self.checkpoints.save(lambda: self._checkpoint_state(epoch, samples), epoch=epoch,
                                      iteration=samples // self.global_batch, is_best=is_best, metric=metric)
@@ -371,8 +450,10 @@ class Trainer:
             self.global_step += 1
             samples += self.global_batch
             window.add(losses, images.shape[0], data_time)
+            self.divergence.add(losses.loss)
             if window.due(last_of_epoch):
                 shown = window.close(self.logger, lr, self.step.grad_scale())
+                self.divergence.check(self.global_step, epoch)
                 if progress is not None:
                     progress.set_postfix(loss=f"{shown['loss']:.4f}", img_s=f"{shown['images_per_s']:.0f}",
                                          lr=f"{lr:.4g}")
@@ -475,6 +556,16 @@ class Trainer:
                     if self.teacher is not None and cfg.test_teacher:
                         summary["teacher"] = self._test_teacher()
                     last_val = self._train_loop(summary)
+        except TrainingDiverged as exc:
+            # For machines too: the summary says why the run ended, next to the checkpoints it kept.
+            summary.update(error=str(exc), epochs_done=self.start_epoch, elapsed_s=round(time.time() - start_time, 1))
+            if self.dist.is_main:
+                _write_json_atomic(summary, self.workspace / "summary.json")
+            self._release_workspace()
+            raise
+        except BaseException:
+            self._release_workspace()
+            raise
         finally:
             self.logger.end()
         summary.update(
@@ -490,6 +581,7 @@ class Trainer:
             summary["peak_gpu_memory_gib"] = round(D.all_reduce_max(peak).item(), 2)
         if self.dist.is_main:
             _write_json_atomic(summary, self.workspace / "summary.json")
+        self._release_workspace()
         D.barrier()
         return summary
 
@@ -597,9 +689,13 @@ class Trainer:
 
 
 def train(cfg: TrainingConfig) -> dict:
-    trainer = Trainer(cfg)
     try:
-        return trainer.run()
+        return Trainer(cfg).run()
+    except RuntimeError as exc:
+        if not (D.is_initialized() and D.is_timeout(exc)):
+            raise
+        raise UserError(f"rank {D.rank()}: no answer from the other processes within --dist-timeout "
+                        f"{cfg.dist_timeout:g} s (a process stopped, died or hangs: its own output says why)") from None
     finally:
         D.shutdown()
 

@@ -101,7 +101,7 @@ def launch_argv(tokens: list[str], kind: str, platform: str) -> list[str]:
 
 def dry_run(argv: list[str], capsys) -> dict:
     capsys.readouterr()
-    assert launch.main(argv + ["--dry-run"]) is None
+    assert launch.main(argv + ["--dry-run"]) == 0  # exit status: a dry run trains nothing
     return json.loads(capsys.readouterr().out)
 
 
