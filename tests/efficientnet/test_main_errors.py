@@ -39,3 +39,21 @@ def test_unknown_compile_option_is_refused_before_anything_is_written(digits_roo
                       "--compile-option", "realise_reads_threshold=8", "--cpu")
     assert_one_line_error(proc, "unknown TorchInductor option", "realise_reads_threshold")
     assert not (tmp_path / "ws").exists()
+
+
+def test_workspace_under_a_file_is_one_line_naming_the_path(digits_root, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    proc = run_script("efficientnet/main.py", digits_root, "--workspace", blocker / "ws", "--image-size", 32,
+                      "-b", 64, "-j", 0, "--epochs", 1, "--no-progress", "--cpu")
+    assert_one_line_error(proc, f"{blocker / 'ws'}: Not a directory")
+
+
+def test_debug_variable_shows_the_traceback(digits_root, tmp_path, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    monkeypatch.setenv("IMAGE_CLASSIFICATION_DEBUG", "1")
+    proc = run_script("efficientnet/main.py", digits_root, "--workspace", blocker / "ws", "--image-size", 32,
+                      "-b", 64, "-j", 0, "--epochs", 1, "--no-progress", "--cpu")
+    assert proc.returncode == 1
+    assert "Traceback (most recent call last)" in proc.stderr and "NotADirectoryError" in proc.stderr

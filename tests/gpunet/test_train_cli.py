@@ -279,6 +279,17 @@ def test_teacher_checkpoint_of_another_architecture_is_one_line(digits_root, tea
     assert not (tmp_path / "kd" / "last.pth.tar").exists()
 
 
+def test_output_under_a_file_is_one_line_naming_the_path(digits_root, tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    argv = [digits_root, "--output", blocker / "out", "--experiment", "run", "--img-size", 32, "-b", 32,
+            "--epochs", 1, "--warmup-epochs", 0, "--cpu", "-j", 0, "--no-progress"]
+    assert_one_line_error(in_process(train.main, argv, capsys), f"{blocker / 'out' / 'run'}: Not a directory")
+    monkeypatch.setenv("IMAGE_CLASSIFICATION_DEBUG", "1")
+    with pytest.raises(NotADirectoryError):
+        run_cli(train.main, [str(a) for a in argv])
+
+
 # --------------------------------------------------------------------------------------------- ConvNets' dialect
 
 def test_gpunet_main_defaults_and_model_flags(tmp_path, capsys):
