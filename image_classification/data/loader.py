@@ -59,10 +59,11 @@ def check_val_classes(train_classes, val_classes) -> list:
 
 
 def bundle(cfg, root, train, val, classes) -> DataBundle:
-    """Every backend's result, after the --num_classes check."""
+    """Every backend's result, after the class count check."""
     if cfg.num_classes is not None and cfg.num_classes != len(classes):
-        raise UserError(f"{root} has {len(classes)} classes but --num_classes is {cfg.num_classes}: "
-                        f"pass --num_classes {len(classes)} (or leave it out to use the data's count)")
+        flag = cfg.flag("num_classes")
+        raise UserError(f"{root} has {len(classes)} classes but {flag} is {cfg.num_classes}: "
+                        f"pass {flag} {len(classes)} (or leave it out to use the data's count)")
     return DataBundle(train, val, len(classes), list(classes))
 
 
@@ -108,7 +109,7 @@ def build_data(cfg, *, image_size: int, val_image_size: int, crop_pct: float, me
         per_rank = -(-len(ds) // world_size)
         if per_rank < cfg.batch_size:
             raise UserError(f"{ds.root} has {len(ds)} images: fewer than one batch of {cfg.batch_size} per process; "
-                            f"lower --batch-size")
+                            f"lower {cfg.flag('batch_size')}")
         classes = ds.classes
         loader = _loader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True, **common)
         train = DeviceLoader(loader, device, mean, std, memory_format=memory_format, skip_bad=cfg.skip_bad_images,
