@@ -39,7 +39,7 @@ TIMM_FLAGS = {
     "memory_format": "--channels-last", "precision": "--amp-dtype", "compile": "--torchcompile",
     "rmsprop_eps": "--opt-eps", "adam_betas": "--opt-betas", "resume_optimizer": "--no-resume-opt",
     "data": "DIR", "workspace": "--output/--experiment", "raport_file": "--dllogger-name",
-    "dropout": "--drop", "drop_path_rate": "--drop-path", "model_config": "--model-config",
+    "topk": "top-k", "dropout": "--drop", "drop_path_rate": "--drop-path", "model_config": "--model-config",
 }
 
 # Flags timm has and we do not implement: (flag dest, default, why).

@@ -80,8 +80,9 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
     p.add_argument("--label-smoothing", type=float, default=0.0, metavar="S")
     p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup alpha")
     p.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA", help="[ext] cutmix alpha")
-    p.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
-                   help="sgd | rmsprop (PyTorch eps) | rmsproptf (TF eps, inside the sqrt) | adamw | lamb")
+    # No default here (sgd is config_from_args'), so that --rmsprop-tf can tell a chosen optimizer from none.
+    p.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
+                   help="sgd (default) | rmsprop (PyTorch eps) | rmsproptf (TF eps, inside the sqrt) | adamw | lamb")
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", "--wd", type=float, default=1e-4, dest="weight_decay")
     p.add_argument("--bn-weight-decay", action="store_true", help="also decay BatchNorm parameters and biases")
@@ -186,6 +187,15 @@ def build_parser(dialect: Dialect) -> ArgumentParser:
     return parser
 
 
+def optimizer_from_args(args: argparse.Namespace) -> str:
+    if not args.rmsprop_tf:
+        return args.optimizer or "sgd"
+    if args.optimizer not in (None, "rmsprop", "rmsproptf"):
+        raise UserError(f"--rmsprop-tf makes the optimizer rmsproptf, which conflicts with --optimizer "
+                        f"{args.optimizer}: drop one of the two")
+    return "rmsproptf"
+
+
 def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConfig:
     if args.jit == "script":
         raise UserError("--jit script is not supported: TorchScript is deprecated in PyTorch; "
@@ -201,7 +211,7 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
         interpolation=args.interpolation, augmentation=augmentation, crop_scale=tuple(args.crop_scale),
         hflip=args.hflip, workers=args.workers, prefetch=args.prefetch, skip_bad_images=args.skip_bad_images,
         epochs=args.epochs, run_epochs=args.run_epochs, batch_size=args.batch_size,
-        optimizer_batch_size=args.optimizer_batch_size, optimizer=args.optimizer, lr=args.lr,
+        optimizer_batch_size=args.optimizer_batch_size, optimizer=optimizer_from_args(args), lr=args.lr,
         lr_schedule=args.lr_schedule, lr_steps=tuple(args.lr_steps), end_lr=args.end_lr, warmup=args.warmup,
         momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
         bn_weight_decay=args.bn_weight_decay, rmsprop_alpha=args.rmsprop_alpha, rmsprop_eps=args.rmsprop_eps,
@@ -222,8 +232,6 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
         teacher_checkpoint=args.teacher_checkpoint, teacher_img_size=args.teacher_img_size,
         kd_temperature=args.kd_temperature, kd_weight=args.kd_weight,
     )
-    if args.rmsprop_tf:
-        cfg.optimizer = "rmsproptf"
     if args.interpolation == "random":
         cfg.val_interpolation = "bicubic"  # validation needs one fixed interpolation
     from image_classification.models import get_model_info

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,10 @@ CONVNETS_FLAGS = {
     "drop_path_rate": "--drop_path_rate", "val_batch_size": "the validation batch size",
     "crop_ratio": "the crop aspect ratio range", "checkpoint_hist": "the number of kept checkpoints",
 }
+
+# Model keywords the CLIs set, and the range each must fall in: (low, high, low included, high included).
+MODEL_KWARG_RANGES = {"dropout": (0.0, 1.0, True, False), "drop_path_rate": (0.0, 1.0, True, False),
+                      "survival_prob": (0.0, 1.0, False, True), "bn_momentum": (0.0, 1.0, True, True)}
 
 
 @dataclass
@@ -184,7 +189,12 @@ class TrainingConfig:
              f"{flag('memory_format')} must be nchw or nhwc, got {self.memory_format!r}")
         need(self.batch_size >= 1, f"{flag('batch_size')} must be at least 1, got {self.batch_size}")
         need(self.epochs >= 1 or self.evaluate, f"{flag('epochs')} must be at least 1, got {self.epochs}")
-        need(self.lr >= 0, f"{flag('lr')} must not be negative, got {self.lr}")
+        need(math.isfinite(self.lr) and self.lr >= 0, f"{flag('lr')} must be a finite number >= 0, got {self.lr}")
+        need(0.0 <= self.momentum < 1.0, f"{flag('momentum')} must be in [0, 1), got {self.momentum}")
+        need(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+             f"{flag('weight_decay')} must be a finite number >= 0, got {self.weight_decay}")
+        need(self.run_epochs == -1 or self.run_epochs >= 1,
+             f"{flag('run_epochs')} takes -1 (the whole schedule) or at least 1 epoch, got {self.run_epochs}")
         need(self.warmup >= 0, f"{flag('warmup')} must not be negative, got {self.warmup}")
         need(self.warmup < self.epochs or self.evaluate or self.epochs <= 0,
              f"{flag('warmup')} ({self.warmup}) must be shorter than {flag('epochs')} ({self.epochs})")
@@ -192,7 +202,9 @@ class TrainingConfig:
         need(self.print_freq >= 1, f"{flag('print_freq')} must be at least 1, got {self.print_freq}")
         need(0.0 <= self.label_smoothing < 1.0,
              f"{flag('label_smoothing')} must be in [0, 1), got {self.label_smoothing}")
-        need(self.mixup >= 0 and self.cutmix >= 0, f"{flag('mixup')} and {flag('cutmix')} must not be negative")
+        for name in ("mixup", "cutmix"):
+            alpha = getattr(self, name)
+            need(math.isfinite(alpha) and alpha >= 0, f"{flag(name)} takes an alpha >= 0 (0: off), got {alpha}")
         need(self.use_ema is None or 0.0 < self.use_ema < 1.0,
              f"{flag('use_ema')} takes a decay in (0, 1), got {self.use_ema}")
         need(self.topk >= 1, f"{flag('topk')} must be at least 1, got {self.topk}")
@@ -223,6 +235,9 @@ class TrainingConfig:
              f"{flag('checkpoint_hist')} must not be negative, got {self.checkpoint_hist}")
         lo, hi = self.crop_scale
         need(0.0 < lo <= hi <= 1.0, f"{flag('crop_scale')} needs 0 < MIN <= MAX <= 1, got {lo} {hi}")
+        need(self.crop_pct is None or 0.0 < self.crop_pct <= 1.0,
+             f"{flag('crop_pct')} is the fraction of the resized image kept, in (0, 1], got {self.crop_pct}")
+        self._validate_model_kwargs(need)
         need(0.0 <= self.hflip <= 1.0, f"{flag('hflip')} is a probability in [0, 1], got {self.hflip}")
         need(0.0 < self.crop_ratio[0] <= self.crop_ratio[1],
              f"{flag('crop_ratio')} must be positive and ordered, got {tuple(self.crop_ratio)}")
@@ -230,6 +245,16 @@ class TrainingConfig:
         need(self.data_backend == "synthetic" or bool(self.data),
              "no data path given: pass the data folder (with train/ and val/) or use --data-backend synthetic")
         return self
+
+    def _validate_model_kwargs(self, need) -> None:
+        for name, (low, high, low_in, high_in) in MODEL_KWARG_RANGES.items():
+            value = self.model_kwargs.get(name)
+            if value is None:
+                continue
+            above = value >= low if low_in else value > low
+            below = value <= high if high_in else value < high
+            interval = f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+            need(above and below, f"{self.flag(name)} must be in {interval}, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)

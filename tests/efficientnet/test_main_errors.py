@@ -1,5 +1,10 @@
 """main.py's bad-input contract: one `error:` line, exit 2, and nothing written."""
-from tests.conftest import assert_one_line_error, run_script
+import json
+
+import pytest
+
+from efficientnet import main
+from tests.conftest import assert_one_line_error, run_in_process, run_script
 
 
 def test_missing_data_folder_writes_nothing(tmp_path):
@@ -57,3 +62,32 @@ def test_debug_variable_shows_the_traceback(digits_root, tmp_path, monkeypatch):
                       "-b", 64, "-j", 0, "--epochs", 1, "--no-progress", "--cpu")
     assert proc.returncode == 1
     assert "Traceback (most recent call last)" in proc.stderr and "NotADirectoryError" in proc.stderr
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--momentum", "-1"], "--momentum must be in [0, 1), got -1.0"),
+    (["--momentum", "1"], "--momentum must be in [0, 1)"),
+    (["--dropout", "1.5"], "--dropout must be in [0, 1), got 1.5"),
+    (["--survival_prob", "0"], "--survival_prob must be in (0, 1], got 0.0"),
+    (["--bn_momentum", "1.5"], "--bn_momentum must be in [0, 1], got 1.5"),
+    (["--cutmix", "inf"], "--cutmix takes an alpha >= 0 (0: off), got inf"),
+    (["--mixup", "nan"], "--mixup takes an alpha >= 0 (0: off), got nan"),
+    (["--weight-decay", "-0.001"], "--weight-decay must be a finite number >= 0, got -0.001"),
+    (["--crop-pct", "0"], "--crop-pct is the fraction of the resized image kept, in (0, 1], got 0.0"),
+    (["--run-epochs", "0"], "--run-epochs takes -1 (the whole schedule) or at least 1 epoch, got 0"),
+    (["--lr", "inf"], "--lr must be a finite number >= 0, got inf"),
+    (["--lr", "nan"], "--lr must be a finite number >= 0, got nan"),
+    (["--optimizer", "adamw", "--rmsprop-tf"], "--rmsprop-tf makes the optimizer rmsproptf, which conflicts with "
+                                               "--optimizer adamw"),
+])
+def test_impossible_values_are_refused_at_parse_time(argv, words, tmp_path, capsys):
+    assert_one_line_error(run_in_process(capsys, main.main, tmp_path, *argv, "--dry-run"), words)
+
+
+@pytest.mark.parametrize("argv, optimizer", [([], "sgd"), (["--rmsprop-tf"], "rmsproptf"),
+                                             (["--optimizer", "rmsprop", "--rmsprop-tf"], "rmsproptf"),
+                                             (["--optimizer", "adamw"], "adamw")])
+def test_rmsprop_tf_alone_or_with_rmsprop_still_works(argv, optimizer, tmp_path, capsys):
+    proc = run_in_process(capsys, main.main, tmp_path, *argv, "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["optimizer"] == optimizer

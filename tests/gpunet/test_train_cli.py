@@ -296,6 +296,13 @@ SAME_MISTAKE = [
     (["--num-classes", "0"], "--num-classes must be at least 1", ["--num_classes", "0"], "--num_classes"),
     (["--ratio", "2", "1"], "--ratio must be positive and ordered", None, None),
     (["-vb", "0"], "the validation batch size (-b/--batch-size times -vb) must be at least 1", None, None),
+    (["--momentum", "-1"], "--momentum must be in [0, 1), got -1.0", None, None),
+    (["--drop", "1.5"], "--drop must be in [0, 1), got 1.5", None, None),
+    (["--drop-path", "1"], "--drop-path must be in [0, 1), got 1.0", ["--drop_path_rate", "1"], "--drop_path_rate"),
+    (["--cutmix", "inf"], "--cutmix takes an alpha >= 0 (0: off), got inf", None, None),
+    (["--weight-decay", "-1"], "--weight-decay must be a finite number >= 0", None, None),
+    (["--crop-pct", "1.5"], "--crop-pct is the fraction of the resized image kept, in (0, 1]", None, None),
+    (["--lr", "nan"], "--lr must be a finite number >= 0, got nan", None, None),
 ]
 
 

@@ -158,3 +158,12 @@ def test_corrupt_images_can_be_skipped_and_are_counted(corrupt_root):
     assert len(bundle.train.skipped) == 3
     assert {Path(b.path).name for b in bundle.train.skipped} == {"empty.jpg", "garbage.jpg", "truncated.jpg"}
     assert seen == (1441 // 64) * 64 - 3
+
+
+def test_topk_above_the_class_count_is_warned(digits_root, capsys):
+    capsys.readouterr()
+    data(cfg(digits_root, topk=20), need_train=False)
+    assert capsys.readouterr().err.strip() == (f"warning: --topk 20 is more than the 10 classes in {digits_root}: "
+                                               f"every image will count as a top-20 hit")
+    data(cfg(digits_root, topk=10), need_train=False)
+    assert capsys.readouterr().err == ""
