@@ -103,7 +103,8 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
                    help="keep the last N per-epoch checkpoint_XXXX.pth.tar files (-1: all, 0: none besides "
                         "the --checkpoint-filename copy and model_best.pth.tar)")
     p.add_argument("--raport-file", default="experiment_raport.json", help="DLLogger JSON report, in --workspace")
-    p.add_argument("--evaluate", action="store_true", help="validate only")
+    p.add_argument("--evaluate", action="store_true",
+                   help="validate only, the weights of --pretrained-from-file, --resume or --pretrained")
     p.add_argument("--training-only", action="store_true", help="skip validation")
     p.add_argument("--no-checkpoints", action="store_false", dest="save_checkpoints", help="write no checkpoints")
     p.add_argument("--jit", default="no", choices=("no", "script"), help="TorchScript (deprecated by PyTorch)")
@@ -244,6 +245,22 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
     return cfg.validate()
 
 
+def require_weights_to_evaluate(cfg: TrainingConfig, args: argparse.Namespace) -> None:
+    """--evaluate without weights would report the accuracy of a random network as if it were a result.
+
+    Two runs want exactly that network: launch.py's benchmark_inference mode times it (its preset is --evaluate
+    with no weights, and its accuracy is not the point), and synthetic data has random labels, so no accuracy on it
+    means anything. A --dry-run only shows the configuration, so the check comes after it."""
+    if not cfg.evaluate or cfg.resume or cfg.pretrained_from_file or cfg.pretrained:
+        return
+    launched = getattr(args, "launch", None) or {}
+    if launched.get("mode") == "benchmark_inference" or cfg.data_backend == "synthetic":
+        return
+    raise UserError("--evaluate needs the weights to score, and none were given: pass --pretrained-from-file FILE "
+                    "(weights in any layout), --resume CHECKPOINT (a training checkpoint) or --pretrained (the "
+                    "published weights)")
+
+
 def run(args: argparse.Namespace, dialect: Dialect) -> dict | None:
     if options_from_args(args) is not None:
         from image_classification.quantization.workflow import run as run_quantization
@@ -253,6 +270,7 @@ def run(args: argparse.Namespace, dialect: Dialect) -> dict | None:
     if args.dry_run:
         print(json.dumps(cfg.to_dict(), indent=2, default=str))
         return None
+    require_weights_to_evaluate(cfg, args)
     from common.gpu_affinity import set_affinity
     from image_classification.quantization.state import check_fp32_run
     from image_classification.training.trainer import print_summary, train

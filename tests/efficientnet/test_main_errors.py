@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from efficientnet import main
+from efficientnet import launch, main
 from tests.conftest import assert_one_line_error, run_in_process, run_script
 
 
@@ -91,3 +91,28 @@ def test_rmsprop_tf_alone_or_with_rmsprop_still_works(argv, optimizer, tmp_path,
     proc = run_in_process(capsys, main.main, tmp_path, *argv, "--dry-run")
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["optimizer"] == optimizer
+
+
+def test_evaluate_without_weights_is_refused_before_anything_is_written(digits_root, tmp_path, capsys):
+    proc = run_in_process(capsys, main.main, digits_root, "--evaluate", "--workspace", tmp_path / "ws", "--cpu")
+    assert_one_line_error(proc, "--evaluate needs the weights", "--pretrained-from-file", "--resume", "--pretrained")
+    assert not (tmp_path / "ws").exists()
+    proc = run_in_process(capsys, launch.main, "--model", "efficientnet-b0", "--precision", "FP32", "--platform",
+                          "CPU", "--mode", "evaluate", digits_root, "--workspace", tmp_path / "ws")
+    assert_one_line_error(proc, "--evaluate needs the weights")
+
+
+QUICK_EVAL = ("--image-size", 32, "-b", 64, "--prof", 1, "-j", 0, "--no-progress")
+
+
+def test_benchmark_inference_times_random_weights(digits_root, tmp_path, capsys):
+    proc = run_in_process(capsys, launch.main, "--model", "efficientnet-b0", "--precision", "FP32", "--platform",
+                          "CPU", "--mode", "benchmark_inference", digits_root, "--workspace", tmp_path, *QUICK_EVAL)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((tmp_path / "summary.json").read_text())["val"]["images"] == 64
+
+
+def test_evaluate_on_synthetic_data_needs_no_weights(tmp_path, capsys):
+    proc = run_in_process(capsys, main.main, "--evaluate", "--data-backend", "synthetic", "--num_classes", 10,
+                          "--workspace", tmp_path, "--cpu", *QUICK_EVAL)
+    assert proc.returncode == 0, proc.stderr
