@@ -116,3 +116,25 @@ def test_evaluate_on_synthetic_data_needs_no_weights(tmp_path, capsys):
     proc = run_in_process(capsys, main.main, "--evaluate", "--data-backend", "synthetic", "--num_classes", 10,
                           "--workspace", tmp_path, "--cpu", *QUICK_EVAL)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_a_symlink_loop_in_the_data_is_one_line(digits_root, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(digits_root, data)
+    (data / "train" / "0" / "self").symlink_to(data / "train" / "0")
+    proc = run_in_process(capsys, main.main, data, "--workspace", tmp_path / "ws", "--cpu", *QUICK_EVAL)
+    assert_one_line_error(proc, f"{data / 'train' / '0' / 'self'} points to", "symbolic link loop")
+    assert not (tmp_path / "ws").exists()
+
+
+def test_an_empty_class_folder_is_one_line(digits_root, tmp_path, capsys):
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(digits_root, data)
+    (data / "val" / "7").rename(tmp_path / "moved")
+    (data / "val" / "7").mkdir()
+    proc = run_in_process(capsys, main.main, data, "--workspace", tmp_path / "ws", "--cpu", *QUICK_EVAL)
+    assert_one_line_error(proc, f"class folder {data / 'val' / '7'} holds no images")
