@@ -202,10 +202,24 @@ def cached_published_weights(info) -> Path:
     )
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two spellings name one file: `./a.pth` and `a.pth`, a symbolic link and its target, or (both
+    existing) two hard links."""
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet, so they are different files
+        return False
+
+
 def export_weights(checkpoint_path: str | os.PathLike, weight_path: str | os.PathLike, *, ema: bool = False) -> dict:
     """checkpoint2model: the chosen weights of a training checkpoint as a plain, prefix-free state dict."""
     from image_classification.training.checkpointing import atomic_save
 
+    if same_file(checkpoint_path, weight_path):
+        raise UserError(f"{weight_path} is the checkpoint {checkpoint_path} itself: writing the weights there would "
+                        f"replace the training checkpoint; write them to another file")
     checkpoint = read_checkpoint(checkpoint_path)
     if is_state_dict(checkpoint):
         raise UserError(f"{checkpoint_path} is already a plain weights file, not a training checkpoint")

@@ -13,6 +13,7 @@ import torch
 from common.cli_errors import UserError
 from image_classification.models import create_model, get_model_info
 from image_classification.models.checkpoint import export_weights, load_pretrained
+from tests.conftest import assert_one_line_error, run_script
 
 REPO = Path(__file__).resolve().parents[3]
 ARCH = "efficientnet-b0"
@@ -334,6 +335,23 @@ def test_export_weights_ema_missing(tmp_path, source):
         export_weights(ckpt, tmp_path / "out.pth", ema=True)
     single_line(err)
     assert not (tmp_path / "out.pth").exists()
+
+
+@pytest.mark.parametrize("spelling", ["./checkpoint.pth.tar", "symlink", "hardlink"])
+def test_checkpoint2model_refuses_to_overwrite_its_checkpoint(spelling, tmp_path, source):
+    ckpt = save(training_checkpoint(source[1]), tmp_path / "checkpoint.pth.tar")
+    before = ckpt.read_bytes()
+    if spelling == "symlink":
+        (tmp_path / "link.pth").symlink_to(ckpt)
+        spelling = "link.pth"
+    elif spelling == "hardlink":
+        (tmp_path / "hard.pth").hardlink_to(ckpt)
+        spelling = "hard.pth"
+    proc = run_script(REPO / "efficientnet" / "checkpoint2model.py", "--checkpoint-path", "checkpoint.pth.tar",
+                      "--weight-path", spelling, cwd=tmp_path)
+    assert_one_line_error(proc, f"{spelling} is the checkpoint checkpoint.pth.tar itself",
+                          "would replace the training checkpoint")
+    assert ckpt.read_bytes() == before
 
 
 # --- published (NGC) weights from the hub cache -------------------------------------------------------
