@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +29,18 @@ CONVNETS_FLAGS = {
 # Model keywords the CLIs set, and the range each must fall in: (low, high, low included, high included).
 MODEL_KWARG_RANGES = {"dropout": (0.0, 1.0, True, False), "drop_path_rate": (0.0, 1.0, True, False),
                       "survival_prob": (0.0, 1.0, False, True), "bn_momentum": (0.0, 1.0, True, True)}
+
+# The narrowest first convolution of the registered models (GPUNet-1's; EfficientNet's has 32): the floor of the
+# memory estimate behind the image-size check.
+STEM_CHANNELS_AT_LEAST = 24
+
+
+def total_memory_bytes() -> int | None:
+    """The machine's physical memory (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 @dataclass
@@ -214,6 +227,7 @@ class TrainingConfig:
              f"{flag('gather_checkpoints')} takes -1 (keep all), 0 or N, got {self.gather_checkpoints}")
         need(self.image_size is None or self.image_size >= 8,
              f"{flag('image_size')} must be at least 8, got {self.image_size}")
+        self._refuse_sizes_no_memory_holds(need)
         need(not (self.pretrained and self.pretrained_from_file),
              f"{flag('pretrained')} and {flag('pretrained_from_file')} exclude each other")
         need(not (self.evaluate and self.training_only),
@@ -245,6 +259,23 @@ class TrainingConfig:
         need(self.data_backend == "synthetic" or bool(self.data),
              "no data path given: pass the data folder (with train/ and val/) or use --data-backend synthetic")
         return self
+
+    def _refuse_sizes_no_memory_holds(self, need) -> None:
+        """An absurd resolution (100000 px) ran the machine out of memory instead of failing. The estimate is a
+        floor, so it never refuses a size that could run: one batch's output of the first convolution, which every
+        model here has (stride 2, at least 24 channels, float32), against the machine's whole memory."""
+        size = max(self.image_size or 0, self.val_image_size or 0)
+        total = total_memory_bytes()
+        if not size or total is None:
+            return
+        batch = max(self.batch_size, self.val_batch_size or 0)
+        half = math.ceil(size / 2)
+        floor = batch * STEM_CHANNELS_AT_LEAST * half * half * 4
+        need(floor <= total,
+             f"{self.flag('image_size')} {size} cannot fit: the first convolution's output alone, for one batch of "
+             f"{batch}, is {floor / 2**30:,.1f} GiB ({batch} x {STEM_CHANNELS_AT_LEAST} channels x {half}x{half} px "
+             f"x 4 bytes), more than this machine's {total / 2**30:,.1f} GiB of memory: lower "
+             f"{self.flag('image_size')} or {self.flag('batch_size')}")
 
     def _validate_model_kwargs(self, need) -> None:
         for name, (low, high, low_in, high_in) in MODEL_KWARG_RANGES.items():

@@ -4,6 +4,7 @@ import json
 import pytest
 
 from efficientnet import launch, main
+from gpunet import main as gpunet_main
 from tests.conftest import assert_one_line_error, run_in_process, run_script
 
 
@@ -138,3 +139,17 @@ def test_an_empty_class_folder_is_one_line(digits_root, tmp_path, capsys):
     (data / "val" / "7").mkdir()
     proc = run_in_process(capsys, main.main, data, "--workspace", tmp_path / "ws", "--cpu", *QUICK_EVAL)
     assert_one_line_error(proc, f"class folder {data / 'val' / '7'} holds no images")
+
+
+def test_an_image_size_no_memory_holds_is_refused(tmp_path, capsys):
+    proc = run_in_process(capsys, main.main, tmp_path, "--image-size", 100000, "--dry-run")
+    assert_one_line_error(proc, "--image-size 100000 cannot fit", "256 x 24 channels x 50000x50000 px x 4 bytes",
+                          "lower --image-size or --batch-size")
+
+
+@pytest.mark.parametrize("arch, size", [("efficientnet-b4", 380), ("efficientnet-b0", 800), ("gpunet-d2", 562)])
+def test_large_but_real_image_sizes_are_accepted(arch, size, tmp_path, capsys):
+    entry = gpunet_main if arch.startswith("gpunet") else main
+    proc = run_in_process(capsys, entry.main, tmp_path, "--arch", arch, "--image-size", size, "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout)["image_size"] == size

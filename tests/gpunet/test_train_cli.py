@@ -303,6 +303,7 @@ SAME_MISTAKE = [
     (["--weight-decay", "-1"], "--weight-decay must be a finite number >= 0", None, None),
     (["--crop-pct", "1.5"], "--crop-pct is the fraction of the resized image kept, in (0, 1]", None, None),
     (["--lr", "nan"], "--lr must be a finite number >= 0, got nan", None, None),
+    (["--img-size", "100000", "-b", "64"], "--img-size 100000 cannot fit", None, None),
 ]
 
 
