@@ -2,10 +2,13 @@
 
 Code deep inside the library raises `UserError` when the *user* can fix the problem (a path, a flag, a
 checkpoint); entry points wrap their `main` in `run_cli`, which turns that into one line instead of a traceback.
-Programming errors still raise normally so that bugs stay visible.
+Programming errors still raise normally so that bugs stay visible. An `OSError` (a path that cannot be created,
+read or written) is the user's to fix too, and gets the same one line. With IMAGE_CLASSIFICATION_DEBUG=1 in the
+environment, both propagate with their traceback, for when the line is not enough to find the cause.
 """
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from typing import NoReturn
@@ -15,6 +18,7 @@ EXIT_USER_ERROR = 2
 # tell a resumable stop from success (0) and from failure (1, 2, 3) and requeue.
 EXIT_RESUMABLE = 75
 EXIT_INTERRUPTED = 130
+DEBUG_VARIABLE = "IMAGE_CLASSIFICATION_DEBUG"
 
 
 class UserError(Exception):
@@ -24,6 +28,18 @@ class UserError(Exception):
 def fail(message: str, code: int = EXIT_USER_ERROR) -> NoReturn:
     print(f"error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(code)
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_VARIABLE, "").strip().lower() in TRUE_WORDS
+
+
+def describe_os_error(exc: OSError) -> str:
+    """`<path>: <reason>` as a shell tool says it (`a -> b: <reason>` for two paths); the text alone without one."""
+    reason = (exc.strerror or str(exc)).strip().split("\n")[0] or type(exc).__name__
+    paths = [os.fsdecode(p) if isinstance(p, (str, bytes, os.PathLike)) else str(p)
+             for p in (exc.filename, exc.filename2) if p is not None]
+    return f"{' -> '.join(paths)}: {reason}" if paths else reason
 
 
 # Set by the multiproc.py launcher: the file where rank 0 leaves its exit status, which torchrun does not pass on.
@@ -36,7 +52,13 @@ def run_cli(main: Callable[..., object], *args, **kwargs) -> None:
         try:
             result = main(*args, **kwargs)
         except UserError as exc:
+            if debugging():
+                raise
             fail(str(exc), getattr(exc, "exit_code", EXIT_USER_ERROR))  # e.g. 3: training diverged
+        except OSError as exc:
+            if debugging():
+                raise
+            fail(describe_os_error(exc))
         except KeyboardInterrupt:
             fail("interrupted", EXIT_INTERRUPTED)
         code = result if isinstance(result, int) else 0
@@ -50,8 +72,6 @@ def run_cli(main: Callable[..., object], *args, **kwargs) -> None:
 
 
 def _leave_exit_status(code: object) -> None:
-    import os
-
     path = os.environ.get(EXIT_STATUS_FILE_ENV)
     if path and os.environ.get("RANK", "0") == "0" and isinstance(code, int):
         try:

@@ -28,6 +28,21 @@ OPTIMIZERS = {"sgd": ("sgd", True), "nesterov": ("sgd", True), "momentum": ("sgd
               "rmsprop": ("rmsprop", False), "rmsproptf": ("rmsproptf", False), "adamw": ("adamw", False),
               "lamb": ("lamb", False)}
 
+# How this dialect spells the flag behind each TrainingConfig value where it is not "--" and the value's name with
+# dashes (see config.CONVNETS_FLAGS), so that validation messages name the flags typed here.
+TIMM_FLAGS = {
+    "optimizer": "--opt", "lr_schedule": "--sched", "batch_size": "-b/--batch-size", "warmup": "--warmup-epochs",
+    "workers": "-j/--workers", "print_freq": "--log-interval", "label_smoothing": "--smoothing",
+    "use_ema": "--model-ema-decay", "image_size": "--img-size", "pretrained_from_file": "--initial-checkpoint",
+    "crop_scale": "--scale", "crop_ratio": "--ratio", "random_erasing": "--reprob", "random_erasing_mode": "--remode",
+    "random_erasing_count": "--recount", "val_batch_size": "the validation batch size (-b/--batch-size times -vb)",
+    "end_lr": "--min-lr", "lr_decay_epochs": "--decay-epochs", "lr_decay_rate": "--decay-rate",
+    "memory_format": "--channels-last", "precision": "--amp-dtype", "compile": "--torchcompile",
+    "rmsprop_eps": "--opt-eps", "adam_betas": "--opt-betas", "resume_optimizer": "--no-resume-opt",
+    "data": "DIR", "workspace": "--output/--experiment", "raport_file": "--dllogger-name",
+    "topk": "top-k", "dropout": "--drop", "drop_path_rate": "--drop-path", "model_config": "--model-config",
+}
+
 # Flags timm has and we do not implement: (flag dest, default, why).
 UNSUPPORTED = [
     ("dataset", "", "only image folders are read (train/ and val/ class folders)"),
@@ -280,7 +295,8 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         resume_optimizer=not args.no_resume_opt, sync_bn=args.sync_bn, workspace=str(workspace),
         raport_file=args.dllogger_name or "log.json", tensorboard=args.tensorboard, progress=args.progress,
         output_style="timm", checkpoint_hist=args.checkpoint_hist,
-        cli_args={k: v for k, v in vars(args).items() if k != "dry_run"}, **reliability_config(args),
+        cli_args={k: v for k, v in vars(args).items() if k != "dry_run"}, flag_names=dict(TIMM_FLAGS),
+        **reliability_config(args),
     )
     if args.opt_eps is not None:
         cfg.rmsprop_eps = args.opt_eps

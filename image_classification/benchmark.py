@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from common.cli_errors import ArgumentParser, UserError, run_cli
+from common.cli_errors import ArgumentParser, UserError, non_negative_int, positive_int, run_cli
 
 MODES = ("eager", "channels_last", "graph", "folded", "folded-graph", "compile", "compile-graph", "fast",
          "onnxruntime", "tensorrt", "aoti")
@@ -278,16 +278,16 @@ def main(argv=None):
     p = ArgumentParser(prog="python -m image_classification.benchmark", description=__doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", "-m", nargs="+", default=["efficientnet-b0"], help="registered model name(s)")
-    p.add_argument("--batch-size", "-b", type=int, nargs="+", default=[1, 256])
-    p.add_argument("--image-size", type=int, default=None, help="resolution (default: each model's)")
+    p.add_argument("--batch-size", "-b", type=positive_int, nargs="+", default=[1, 256])
+    p.add_argument("--image-size", type=positive_int, default=None, help="resolution (default: each model's)")
     p.add_argument("--modes", nargs="+", default=["eager", "graph", "fast"], choices=MODES)
     p.add_argument("--precision", default=None, choices=("fp16", "bf16", "fp32"),
                    help="default: fp16 on a GPU, fp32 on the CPU")
     p.add_argument("--peers", nargs="*", default=[], choices=tuple(PEERS), help="also time timm/torchvision")
     p.add_argument("--peer-modes", nargs="+", default=["eager", "graph", "compile-graph"], choices=PEER_MODES)
     p.add_argument("--compile-mode", default="default", help="torch.compile mode for the compile modes")
-    p.add_argument("--warmup", type=int, default=20)
-    p.add_argument("--iters", type=int, default=None, help="timed calls (default: 200 at batch 1, 50 above)")
+    p.add_argument("--warmup", type=non_negative_int, default=20)
+    p.add_argument("--iters", type=positive_int, default=None, help="timed calls (default: 200 at batch 1, 50 above)")
     p.add_argument("--cpu", action="store_true", help="benchmark on the CPU")
     p.add_argument("--profile", action="store_true",
                    help="for graph modes: kernels per forward and GPU time by kernel kind (printed and in the JSON)")

@@ -81,8 +81,9 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
     p.add_argument("--label-smoothing", type=float, default=0.0, metavar="S")
     p.add_argument("--mixup", type=float, default=0.0, metavar="ALPHA", help="mixup alpha")
     p.add_argument("--cutmix", type=float, default=0.0, metavar="ALPHA", help="[ext] cutmix alpha")
-    p.add_argument("--optimizer", default="sgd", choices=OPTIMIZERS,
-                   help="sgd | rmsprop (PyTorch eps) | rmsproptf (TF eps, inside the sqrt) | adamw | lamb")
+    # No default here (sgd is config_from_args'), so that --rmsprop-tf can tell a chosen optimizer from none.
+    p.add_argument("--optimizer", default=None, choices=OPTIMIZERS,
+                   help="sgd (default) | rmsprop (PyTorch eps) | rmsproptf (TF eps, inside the sqrt) | adamw | lamb")
     p.add_argument("--momentum", type=float, default=0.9)
     p.add_argument("--weight-decay", "--wd", type=float, default=1e-4, dest="weight_decay")
     p.add_argument("--bn-weight-decay", action="store_true", help="also decay BatchNorm parameters and biases")
@@ -105,7 +106,8 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
                    help="keep the last N per-epoch checkpoint_XXXX.pth.tar files (-1: all, 0: none besides "
                         "the --checkpoint-filename copy and model_best.pth.tar)")
     p.add_argument("--raport-file", default="experiment_raport.json", help="DLLogger JSON report, in --workspace")
-    p.add_argument("--evaluate", action="store_true", help="validate only")
+    p.add_argument("--evaluate", action="store_true",
+                   help="validate only, the weights of --pretrained-from-file, --resume or --pretrained")
     p.add_argument("--training-only", action="store_true", help="skip validation")
     p.add_argument("--no-checkpoints", action="store_false", dest="save_checkpoints", help="write no checkpoints")
     p.add_argument("--jit", default="no", choices=("no", "script"), help="TorchScript (deprecated by PyTorch)")
@@ -190,6 +192,15 @@ def build_parser(dialect: Dialect) -> ArgumentParser:
     return parser
 
 
+def optimizer_from_args(args: argparse.Namespace) -> str:
+    if not args.rmsprop_tf:
+        return args.optimizer or "sgd"
+    if args.optimizer not in (None, "rmsprop", "rmsproptf"):
+        raise UserError(f"--rmsprop-tf makes the optimizer rmsproptf, which conflicts with --optimizer "
+                        f"{args.optimizer}: drop one of the two")
+    return "rmsproptf"
+
+
 def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConfig:
     if args.jit == "script":
         raise UserError("--jit script is not supported: TorchScript is deprecated in PyTorch; "
@@ -205,7 +216,7 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
         interpolation=args.interpolation, augmentation=augmentation, crop_scale=tuple(args.crop_scale),
         hflip=args.hflip, workers=args.workers, prefetch=args.prefetch, skip_bad_images=args.skip_bad_images,
         epochs=args.epochs, run_epochs=args.run_epochs, batch_size=args.batch_size,
-        optimizer_batch_size=args.optimizer_batch_size, optimizer=args.optimizer, lr=args.lr,
+        optimizer_batch_size=args.optimizer_batch_size, optimizer=optimizer_from_args(args), lr=args.lr,
         lr_schedule=args.lr_schedule, lr_steps=tuple(args.lr_steps), end_lr=args.end_lr, warmup=args.warmup,
         momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
         bn_weight_decay=args.bn_weight_decay, rmsprop_alpha=args.rmsprop_alpha, rmsprop_eps=args.rmsprop_eps,
@@ -226,8 +237,6 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
         teacher_checkpoint=args.teacher_checkpoint, teacher_img_size=args.teacher_img_size,
         kd_temperature=args.kd_temperature, kd_weight=args.kd_weight, **reliability_config(args),
     )
-    if args.rmsprop_tf:
-        cfg.optimizer = "rmsproptf"
     if args.interpolation == "random":
         cfg.val_interpolation = "bicubic"  # validation needs one fixed interpolation
     from image_classification.models import get_model_info
@@ -240,6 +249,22 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
     return cfg.validate()
 
 
+def require_weights_to_evaluate(cfg: TrainingConfig, args: argparse.Namespace) -> None:
+    """--evaluate without weights would report the accuracy of a random network as if it were a result.
+
+    Two runs want exactly that network: launch.py's benchmark_inference mode times it (its preset is --evaluate
+    with no weights, and its accuracy is not the point), and synthetic data has random labels, so no accuracy on it
+    means anything. A --dry-run only shows the configuration, so the check comes after it."""
+    if not cfg.evaluate or cfg.resume or cfg.pretrained_from_file or cfg.pretrained:
+        return
+    launched = getattr(args, "launch", None) or {}
+    if launched.get("mode") == "benchmark_inference" or cfg.data_backend == "synthetic":
+        return
+    raise UserError("--evaluate needs the weights to score, and none were given: pass --pretrained-from-file FILE "
+                    "(weights in any layout), --resume CHECKPOINT (a training checkpoint) or --pretrained (the "
+                    "published weights)")
+
+
 def run(args: argparse.Namespace, dialect: Dialect) -> dict | None:
     if options_from_args(args) is not None:
         from image_classification.quantization.workflow import run as run_quantization
@@ -249,6 +274,7 @@ def run(args: argparse.Namespace, dialect: Dialect) -> dict | None:
     if args.dry_run:
         print(json.dumps(cfg.to_dict(), indent=2, default=str))
         return None
+    require_weights_to_evaluate(cfg, args)
     from common.gpu_affinity import set_affinity
     from image_classification.quantization.state import check_fp32_run
     from image_classification.training.trainer import print_summary, train

@@ -63,6 +63,42 @@ class _ForkedRNG:
             torch.set_rng_state(self.states[2])
 
 
+def walk_without_loops(top: str | os.PathLike):
+    """os.walk that follows symbolic links to folders, sorted, and refuses a link to a folder the walk is already
+    inside (os.walk would go round such a loop until the path got too long, listing the same images each time)."""
+    top = os.fspath(top)
+    for dirpath, dirnames, files in os.walk(top, followlinks=True):
+        dirnames.sort()
+        inside = None  # the real folders on the way from top here; computed only when a link needs them
+        for name in dirnames:
+            link = os.path.join(dirpath, name)
+            if not os.path.islink(link):
+                continue
+            inside = inside or _real_folders_on_the_way(top, dirpath)
+            target = os.path.realpath(link)
+            if target in inside:
+                raise UserError(f"{link} points to {target}, a folder it is already inside (a symbolic link loop): "
+                                f"remove the link or point it elsewhere")
+        yield dirpath, sorted(files)
+
+
+def _real_folders_on_the_way(top: str, dirpath: str) -> set[str]:
+    relative = os.path.relpath(dirpath, top)
+    steps = [] if relative == os.curdir else relative.split(os.sep)
+    path, real = top, {os.path.realpath(top)}
+    for step in steps:
+        path = os.path.join(path, step)
+        real.add(os.path.realpath(path))
+    return real
+
+
+def image_files(folder: str | os.PathLike) -> list[str]:
+    """The image files under `folder`, recursively: sorted by folder path, then by name (the order runs and resumes
+    rely on)."""
+    return [os.path.join(dirpath, name) for dirpath, files in sorted(walk_without_loops(folder))
+            for name in files if name.lower().endswith(IMG_EXTENSIONS)]
+
+
 class ImageFolderDataset(Dataset):
     """`root/<class>/<image>` like torchvision's ImageFolder, with clear errors for missing or empty folders.
 
@@ -81,12 +117,12 @@ class ImageFolderDataset(Dataset):
             raise UserError(f"{root} has no class folders: expected <root>/<class>/<image>") from None
         samples = []
         for cls in self.classes:
-            for dirpath, _, files in sorted(os.walk(root / cls, followlinks=True)):
-                for name in sorted(files):
-                    if name.lower().endswith(IMG_EXTENSIONS):
-                        samples.append((os.path.join(dirpath, name), self.class_to_idx[cls]))
-        if not samples:
-            raise UserError(f"{root} holds no images (looked for {', '.join(IMG_EXTENSIONS)})")
+            found = image_files(root / cls)
+            if not found:
+                # torchvision refuses an empty class too: a class no image can teach is a mistake in the data.
+                raise UserError(f"class folder {root / cls} holds no images (looked for {', '.join(IMG_EXTENSIONS)}): "
+                                f"add its images or remove the folder")
+            samples += [(path, self.class_to_idx[cls]) for path in found]
         self.root = root
         self.samples = samples
         self.targets = [t for _, t in samples]

@@ -1,6 +1,8 @@
 """The data factory: one call gives the train and val iterables for any backend, all with the same contract."""
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,11 +63,22 @@ def check_val_classes(train_classes, val_classes) -> list:
 
 
 def bundle(cfg, root, train, val, classes) -> DataBundle:
-    """Every backend's result, after the --num_classes check."""
+    """Every backend's result, after the class count check."""
     if cfg.num_classes is not None and cfg.num_classes != len(classes):
-        raise UserError(f"{root} has {len(classes)} classes but --num_classes is {cfg.num_classes}: "
-                        f"pass --num_classes {len(classes)} (or leave it out to use the data's count)")
+        flag = cfg.flag("num_classes")
+        raise UserError(f"{root} has {len(classes)} classes but {flag} is {cfg.num_classes}: "
+                        f"pass {flag} {len(classes)} (or leave it out to use the data's count)")
+    warn_if_topk_covers_every_class(cfg, root, len(classes))
     return DataBundle(train, val, len(classes), list(classes))
+
+
+def warn_if_topk_covers_every_class(cfg, root, num_classes: int) -> None:
+    """Top-k of k >= the class count is 100% whatever the model does. Warned, not refused: the default k (5) meets
+    small data sets that the user never asked a top-k of."""
+    if cfg.topk <= num_classes or os.environ.get("RANK", "0") != "0":  # one line per run, not one per process
+        return
+    print(f"warning: {cfg.flag('topk')} {cfg.topk} is more than the {num_classes} classes in {root}: every image "
+          f"will count as a top-{cfg.topk} hit", file=sys.stderr, flush=True)
 
 
 def build_data(cfg, *, image_size: int, val_image_size: int, crop_pct: float, mean, std, device: torch.device,
@@ -110,7 +123,7 @@ def build_data(cfg, *, image_size: int, val_image_size: int, crop_pct: float, me
         per_rank = -(-len(ds) // world_size)
         if per_rank < cfg.batch_size:
             raise UserError(f"{ds.root} has {len(ds)} images: fewer than one batch of {cfg.batch_size} per process; "
-                            f"lower --batch-size")
+                            f"lower {cfg.flag('batch_size')}")
         classes = ds.classes
         loader = _loader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True, **common)
         train = DeviceLoader(loader, device, mean, std, memory_format=memory_format, skip_bad=cfg.skip_bad_images,

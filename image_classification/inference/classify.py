@@ -404,10 +404,11 @@ def _is_image_name(name: str) -> bool:
 
 
 def _images_in(folder: str) -> list[str]:
+    from image_classification.data.folder import walk_without_loops
+
     found = []
-    for dirpath, dirnames, files in os.walk(folder, followlinks=True):
-        dirnames.sort()
-        found += [os.path.join(dirpath, f) for f in sorted(files) if _is_image_name(f)]
+    for dirpath, files in walk_without_loops(folder):
+        found += [os.path.join(dirpath, f) for f in files if _is_image_name(f)]
     return sorted(found)
 
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
+import zipfile
 from pathlib import Path
 
 import torch
@@ -24,21 +26,57 @@ _PREFIXES = ("module.", "_orig_mod.")
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """torch.load on CPU with weights_only, accepting the argparse.Namespace that timm checkpoints pickle."""
+    """torch.load on CPU with weights_only, accepting the argparse.Namespace that timm checkpoints pickle.
+
+    A file that is not a checkpoint is one line saying what it is. torch's own text is not shown: it advises
+    weights_only=False, which runs whatever code the file holds, and no checkpoint of ours needs it."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"cannot read checkpoint {path}: it is a directory, not a checkpoint file")
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
+    kind = checkpoint_kind(path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for a file that is not a checkpoint
-        text = str(exc).strip()
-        # Some failures carry no readable message (a KeyError holding a storage id, say): name the problem instead.
-        first_line = text.splitlines()[0] if text and not text.isdigit() else "not a PyTorch checkpoint file"
-        raise UserError(f"cannot read checkpoint {path}: {first_line}") from None
+        raise UserError(f"cannot read checkpoint {path}: {why_unreadable(exc, path, kind)}") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path} holds a {type(obj).__name__}, not a state dict or a training checkpoint")
     return obj
+
+
+_ZIP_MAGIC = b"PK\x03\x04"
+_PICKLE_PROTOCOL_OPCODE = 0x80  # the first byte of every pickle since protocol 2, so of torch's legacy format
+
+
+def checkpoint_kind(path: Path) -> str:
+    """"zip" (torch.save's format since PyTorch 1.6) or "legacy" (a pickle, as older torch.save wrote); anything
+    else is refused here, before torch.load misreads it."""
+    with open(path, "rb") as f:
+        head = f.read(len(_ZIP_MAGIC))
+    if not head:
+        raise UserError(f"cannot read checkpoint {path}: the file is empty")
+    if head == _ZIP_MAGIC:
+        return "zip"
+    if head[0] == _PICKLE_PROTOCOL_OPCODE:
+        return "legacy"
+    raise UserError(f"cannot read checkpoint {path}: it is not a PyTorch checkpoint (not a zip archive or legacy "
+                    f"pickle)")
+
+
+def why_unreadable(exc: BaseException, path: Path, kind: str) -> str:
+    text = str(exc)
+    unsupported = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    # torch's own functions are all allowed: an unknown "torch." name is a legacy pickle cut short inside a name.
+    if unsupported and not unsupported.group(1).startswith("torch."):
+        return (f"it holds a pickled {unsupported.group(1)}, and only tensors and plain containers are loaded "
+                f"(unpickling other objects can run code): save its state dict instead")
+    if kind == "zip":
+        if zipfile.is_zipfile(path):
+            return "it is a zip archive, but not a readable PyTorch checkpoint (damaged, or not written by torch.save)"
+        return "its zip archive is damaged or truncated (copy or save it again)"
+    return "it is a pickle but not a readable PyTorch checkpoint (damaged, truncated, or another program's)"
 
 
 def is_state_dict(obj: dict) -> bool:
@@ -202,10 +240,24 @@ def cached_published_weights(info) -> Path:
     )
 
 
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """Whether two spellings name one file: `./a.pth` and `a.pth`, a symbolic link and its target, or (both
+    existing) two hard links."""
+    if Path(a).resolve() == Path(b).resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # one of them does not exist yet, so they are different files
+        return False
+
+
 def export_weights(checkpoint_path: str | os.PathLike, weight_path: str | os.PathLike, *, ema: bool = False) -> dict:
     """checkpoint2model: the chosen weights of a training checkpoint as a plain, prefix-free state dict."""
     from image_classification.training.checkpointing import atomic_save
 
+    if same_file(checkpoint_path, weight_path):
+        raise UserError(f"{weight_path} is the checkpoint {checkpoint_path} itself: writing the weights there would "
+                        f"replace the training checkpoint; write them to another file")
     checkpoint = read_checkpoint(checkpoint_path)
     if is_state_dict(checkpoint):
         raise UserError(f"{checkpoint_path} is already a plain weights file, not a training checkpoint")

@@ -152,7 +152,7 @@ class TimmLayout:
             last = atomic_save(state, workspace / "last.pth.tar")
         if self.hist > 0 and metric is not None:
             index_path = workspace / "checkpoint-index.json"
-            index = json.loads(index_path.read_text()) if index_path.is_file() else {}
+            index = read_checkpoint_index(index_path)
             index[f"checkpoint-{finished}.pth.tar"] = metric
             ranked = sorted(index.items(), key=lambda kv: kv[1], reverse=True)
             keep, drop = dict(ranked[:self.hist]), [name for name, _ in ranked[self.hist:]]
@@ -166,6 +166,30 @@ class TimmLayout:
 
     def epoch_done(self, workspace: Path, row: dict) -> None:
         append_summary_csv(workspace / "summary.csv", row)
+
+
+def read_checkpoint_index(path: Path) -> dict:
+    """TimmLayout's ranking of the kept checkpoints, {file name: metric}. It is read after an epoch: a corrupt
+    index must cost the ranking, not the epoch, so it counts as empty, with a warning."""
+    import json
+
+    if not path.is_file():
+        return {}
+    try:
+        index = json.loads(path.read_text())
+    except ValueError as exc:  # not JSON, or not text
+        return _restart_ranking(path, str(exc))
+    if not (isinstance(index, dict) and all(isinstance(v, (int, float)) for v in index.values())):
+        return _restart_ranking(path, "not a mapping of file names to metrics")
+    return index
+
+
+def _restart_ranking(path: Path, problem: str) -> dict:
+    import sys
+
+    print(f"warning: {path} is corrupt ({problem}); the ranking of kept checkpoints starts again from this epoch "
+          f"(checkpoint files it listed stay as they are)", file=sys.stderr, flush=True)
+    return {}
 
 
 class CheckpointWriter:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,34 @@ PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 STREAM_PRIORITIES = ("high", "normal")
 SIGUSR1_ACTIONS = ("stop", "checkpoint")
 TIMM_LATEST = "last.pth.tar"  # timm's name for the latest checkpoint (ConvNets: --checkpoint-filename)
+
+# Messages name the flag the user typed. A config value's flag is "--" and its name with dashes (model_kwargs: the
+# keyword's name), except where a dialect spells it otherwise or has no flag for it (then: words for the value).
+# These are ConvNets' (main.py's) exceptions, the default; gpunet/train.py gives timm's through
+# TrainingConfig.flag_names.
+CONVNETS_FLAGS = {
+    "num_classes": "--num_classes", "random_erasing": "--reprob", "random_erasing_mode": "--remode",
+    "compile_options": "--compile-option", "workers": "-j/--workers", "print_freq": "-p/--print-freq",
+    "dropout": "--dropout", "survival_prob": "--survival_prob", "bn_momentum": "--bn_momentum",
+    "drop_path_rate": "--drop_path_rate", "val_batch_size": "the validation batch size",
+    "crop_ratio": "the crop aspect ratio range", "checkpoint_hist": "the number of kept checkpoints",
+}
+
+# Model keywords the CLIs set, and the range each must fall in: (low, high, low included, high included).
+MODEL_KWARG_RANGES = {"dropout": (0.0, 1.0, True, False), "drop_path_rate": (0.0, 1.0, True, False),
+                      "survival_prob": (0.0, 1.0, False, True), "bn_momentum": (0.0, 1.0, True, True)}
+
+# The narrowest first convolution of the registered models (GPUNet-1's; EfficientNet's has 32): the floor of the
+# memory estimate behind the image-size check.
+STEM_CHANNELS_AT_LEAST = 24
+
+
+def total_memory_bytes() -> int | None:
+    """The machine's physical memory (None where the system does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
 
 @dataclass
@@ -140,6 +170,12 @@ class TrainingConfig:
     checkpoint_hist: int = 10
     best_from_ema: bool = False  # timm's habit: with EMA on, EMA accuracy picks the best checkpoint
     cli_args: dict[str, Any] | None = None  # the command line as parsed, written to args.yaml (timm style)
+    # How the CLI dialect in use spells each flag (see CONVNETS_FLAGS); not a setting, so not in to_dict().
+    flag_names: dict[str, str] = field(default_factory=lambda: dict(CONVNETS_FLAGS), compare=False, repr=False)
+
+    def flag(self, name: str) -> str:
+        """The flag that sets config value (or model keyword) `name`, spelled as the user's dialect spells it."""
+        return self.flag_names.get(name, f"--{name.replace('_', '-')}")
 
     # reliability: signals, workspace, failures
     sigusr1: str = "stop"  # SIGUSR1, SLURM's early warning: stop (save and exit, like SIGTERM) | checkpoint (go on)
@@ -148,66 +184,86 @@ class TrainingConfig:
     dist_timeout: float = 600.0  # seconds a collective waits for the other ranks before the run fails
 
     def validate(self) -> TrainingConfig:
-        """Check values no parser can check; one clear line per problem."""
+        """Check values no parser can check; one clear line per problem, naming the flag as the user spelled it."""
         def need(cond: bool, message: str):
             if not cond:
                 raise UserError(message)
 
+        flag = self.flag
         need(self.optimizer in OPTIMIZERS,
-             f"--optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
-        need(self.lr_schedule in LR_SCHEDULES, f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}")
+             f"{flag('optimizer')} must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        need(self.lr_schedule in LR_SCHEDULES,
+             f"{flag('lr_schedule')} must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         need(self.compile_mode in ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
-             f"--compile-mode must be default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs, "
+             f"{flag('compile_mode')} must be default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs, "
              f"got {self.compile_mode!r}")
         if self.compile_options:
             from image_classification.inference.fast import unknown_inductor_options
 
             unknown = unknown_inductor_options(self.compile_options)
-            need(not unknown, f"--compile-option: unknown TorchInductor option(s): {', '.join(unknown)}")
+            need(not unknown, f"{flag('compile_options')}: unknown TorchInductor option(s): {', '.join(unknown)}")
         need(self.fused_optimizer in ("auto", "on", "off"),
-             f"--fused-optimizer must be auto, on or off, got {self.fused_optimizer!r}")
+             f"{flag('fused_optimizer')} must be auto, on or off, got {self.fused_optimizer!r}")
         need(self.stream_priority in STREAM_PRIORITIES,
-             f"--stream-priority must be {' or '.join(STREAM_PRIORITIES)}, got {self.stream_priority!r}")
+             f"{flag('stream_priority')} must be {' or '.join(STREAM_PRIORITIES)}, got {self.stream_priority!r}")
         need(self.memory_format in ("nchw", "nhwc"),
-             f"--memory-format must be nchw or nhwc, got {self.memory_format!r}")
-        need(self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}")
-        need(self.epochs >= 1 or self.evaluate, f"--epochs must be at least 1, got {self.epochs}")
-        need(self.lr >= 0, f"--lr must not be negative, got {self.lr}")
-        need(self.warmup >= 0, f"--warmup must not be negative, got {self.warmup}")
+             f"{flag('memory_format')} must be nchw or nhwc, got {self.memory_format!r}")
+        need(self.batch_size >= 1, f"{flag('batch_size')} must be at least 1, got {self.batch_size}")
+        need(self.epochs >= 1 or self.evaluate, f"{flag('epochs')} must be at least 1, got {self.epochs}")
+        need(math.isfinite(self.lr) and self.lr >= 0, f"{flag('lr')} must be a finite number >= 0, got {self.lr}")
+        need(0.0 <= self.momentum < 1.0, f"{flag('momentum')} must be in [0, 1), got {self.momentum}")
+        need(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+             f"{flag('weight_decay')} must be a finite number >= 0, got {self.weight_decay}")
+        need(self.run_epochs == -1 or self.run_epochs >= 1,
+             f"{flag('run_epochs')} takes -1 (the whole schedule) or at least 1 epoch, got {self.run_epochs}")
+        need(self.warmup >= 0, f"{flag('warmup')} must not be negative, got {self.warmup}")
         need(self.warmup < self.epochs or self.evaluate or self.epochs <= 0,
-             f"--warmup ({self.warmup}) must be shorter than --epochs ({self.epochs})")
-        need(self.workers >= 0, f"--workers must not be negative, got {self.workers}")
-        need(self.print_freq >= 1, f"--print-freq must be at least 1, got {self.print_freq}")
-        need(0.0 <= self.label_smoothing < 1.0, f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        need(self.mixup >= 0 and self.cutmix >= 0, "--mixup and --cutmix must not be negative")
-        need(self.use_ema is None or 0.0 < self.use_ema < 1.0, f"--use-ema takes a decay in (0, 1), got {self.use_ema}")
-        need(self.topk >= 1, f"--topk must be at least 1, got {self.topk}")
+             f"{flag('warmup')} ({self.warmup}) must be shorter than {flag('epochs')} ({self.epochs})")
+        need(self.workers >= 0, f"{flag('workers')} must not be negative, got {self.workers}")
+        need(self.print_freq >= 1, f"{flag('print_freq')} must be at least 1, got {self.print_freq}")
+        need(0.0 <= self.label_smoothing < 1.0,
+             f"{flag('label_smoothing')} must be in [0, 1), got {self.label_smoothing}")
+        for name in ("mixup", "cutmix"):
+            alpha = getattr(self, name)
+            need(math.isfinite(alpha) and alpha >= 0, f"{flag(name)} takes an alpha >= 0 (0: off), got {alpha}")
+        need(self.use_ema is None or 0.0 < self.use_ema < 1.0,
+             f"{flag('use_ema')} takes a decay in (0, 1), got {self.use_ema}")
+        need(self.topk >= 1, f"{flag('topk')} must be at least 1, got {self.topk}")
         need(self.num_classes is None or self.num_classes >= 1,
-             f"--num_classes must be at least 1, got {self.num_classes}")
+             f"{flag('num_classes')} must be at least 1, got {self.num_classes}")
         need(self.gather_checkpoints >= -1,
-             f"--gather-checkpoints takes -1 (keep all), 0 or N, got {self.gather_checkpoints}")
-        need(self.image_size is None or self.image_size >= 8, f"--image-size must be at least 8, got {self.image_size}")
+             f"{flag('gather_checkpoints')} takes -1 (keep all), 0 or N, got {self.gather_checkpoints}")
+        need(self.image_size is None or self.image_size >= 8,
+             f"{flag('image_size')} must be at least 8, got {self.image_size}")
+        self._refuse_sizes_no_memory_holds(need)
         need(not (self.pretrained and self.pretrained_from_file),
-             "--pretrained and --pretrained-from-file exclude each other")
-        need(not (self.evaluate and self.training_only), "--evaluate and --training-only exclude each other")
+             f"{flag('pretrained')} and {flag('pretrained_from_file')} exclude each other")
+        need(not (self.evaluate and self.training_only),
+             f"{flag('evaluate')} and {flag('training_only')} exclude each other")
         need(self.mixup_mode in ("batch", "pair", "elem"),
-             f"--mixup-mode must be batch, pair or elem, got {self.mixup_mode!r}")
-        need(0.0 <= self.vflip <= 1.0, f"--vflip is a probability in [0, 1], got {self.vflip}")
-        need(self.val_batch_size is None or self.val_batch_size >= 1, "validation batch size must be at least 1")
-        need(self.kd_temperature > 0, f"--kd-temperature must be positive, got {self.kd_temperature}")
-        need(self.kd_weight >= 0, f"--kd-weight must not be negative, got {self.kd_weight}")
-        need(0.0 <= self.random_erasing <= 1.0, f"--reprob is a probability in [0, 1], got {self.random_erasing}")
+             f"{flag('mixup_mode')} must be batch, pair or elem, got {self.mixup_mode!r}")
+        need(0.0 <= self.vflip <= 1.0, f"{flag('vflip')} is a probability in [0, 1], got {self.vflip}")
+        need(self.val_batch_size is None or self.val_batch_size >= 1,
+             f"{flag('val_batch_size')} must be at least 1, got {self.val_batch_size}")
+        need(self.kd_temperature > 0, f"{flag('kd_temperature')} must be positive, got {self.kd_temperature}")
+        need(self.kd_weight >= 0, f"{flag('kd_weight')} must not be negative, got {self.kd_weight}")
+        need(0.0 <= self.random_erasing <= 1.0,
+             f"{flag('random_erasing')} is a probability in [0, 1], got {self.random_erasing}")
         need(self.random_erasing_mode in ("const", "rand", "pixel"),
-             f"--remode must be const, rand or pixel, got {self.random_erasing_mode!r}")
+             f"{flag('random_erasing_mode')} must be const, rand or pixel, got {self.random_erasing_mode!r}")
         need(self.output_style in ("convnets", "timm"),
              f"output style must be convnets or timm, got {self.output_style!r}")
-        need(self.checkpoint_hist >= 0, f"--checkpoint-hist must not be negative, got {self.checkpoint_hist}")
+        need(self.checkpoint_hist >= 0,
+             f"{flag('checkpoint_hist')} must not be negative, got {self.checkpoint_hist}")
         lo, hi = self.crop_scale
-        need(0.0 < lo <= hi <= 1.0, f"--crop-scale needs 0 < MIN <= MAX <= 1, got {lo} {hi}")
-        need(0.0 <= self.hflip <= 1.0, f"--hflip is a probability in [0, 1], got {self.hflip}")
+        need(0.0 < lo <= hi <= 1.0, f"{flag('crop_scale')} needs 0 < MIN <= MAX <= 1, got {lo} {hi}")
+        need(self.crop_pct is None or 0.0 < self.crop_pct <= 1.0,
+             f"{flag('crop_pct')} is the fraction of the resized image kept, in (0, 1], got {self.crop_pct}")
+        self._validate_model_kwargs(need)
+        need(0.0 <= self.hflip <= 1.0, f"{flag('hflip')} is a probability in [0, 1], got {self.hflip}")
         need(0.0 < self.crop_ratio[0] <= self.crop_ratio[1],
-             f"crop aspect ratio range must be positive and ordered, got {tuple(self.crop_ratio)}")
+             f"{flag('crop_ratio')} must be positive and ordered, got {tuple(self.crop_ratio)}")
         need(self.device in ("auto", "cpu", "cuda"), f"device must be auto, cpu or cuda, got {self.device!r}")
         need(self.sigusr1 in SIGUSR1_ACTIONS, f"--sigusr1 must be {' or '.join(SIGUSR1_ACTIONS)}, got {self.sigusr1!r}")
         need(self.max_nonfinite_steps >= 1,
@@ -232,8 +288,37 @@ class TrainingConfig:
         candidates = [p for p in (self.latest_checkpoint(), Path(self.workspace) / "model_best.pth.tar") if p.is_file()]
         return max(candidates, key=lambda p: p.stat().st_mtime_ns, default=None)
 
+    def _refuse_sizes_no_memory_holds(self, need) -> None:
+        """An absurd resolution (100000 px) ran the machine out of memory instead of failing. The estimate is a
+        floor, so it never refuses a size that could run: one batch's output of the first convolution, which every
+        model here has (stride 2, at least 24 channels, float32), against the machine's whole memory."""
+        size = max(self.image_size or 0, self.val_image_size or 0)
+        total = total_memory_bytes()
+        if not size or total is None:
+            return
+        batch = max(self.batch_size, self.val_batch_size or 0)
+        half = math.ceil(size / 2)
+        floor = batch * STEM_CHANNELS_AT_LEAST * half * half * 4
+        need(floor <= total,
+             f"{self.flag('image_size')} {size} cannot fit: the first convolution's output alone, for one batch of "
+             f"{batch}, is {floor / 2**30:,.1f} GiB ({batch} x {STEM_CHANNELS_AT_LEAST} channels x {half}x{half} px "
+             f"x 4 bytes), more than this machine's {total / 2**30:,.1f} GiB of memory: lower "
+             f"{self.flag('image_size')} or {self.flag('batch_size')}")
+
+    def _validate_model_kwargs(self, need) -> None:
+        for name, (low, high, low_in, high_in) in MODEL_KWARG_RANGES.items():
+            value = self.model_kwargs.get(name)
+            if value is None:
+                continue
+            above = value >= low if low_in else value > low
+            below = value <= high if high_in else value < high
+            interval = f"{'[' if low_in else '('}{low:g}, {high:g}{']' if high_in else ')'}"
+            need(above and below, f"{self.flag(name)} must be in {interval}, got {value}")
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        del values["flag_names"]
+        return values
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:

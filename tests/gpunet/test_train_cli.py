@@ -279,6 +279,63 @@ def test_teacher_checkpoint_of_another_architecture_is_one_line(digits_root, tea
     assert not (tmp_path / "kd" / "last.pth.tar").exists()
 
 
+# One bad value per row, as each dialect spells it, and the words its message must hold: the timm dialect's messages
+# name timm's flags (TrainingConfig.validate is shared, the flag names are the dialect's).
+SAME_MISTAKE = [
+    (["--warmup-epochs", "5", "--epochs", "2"], "--warmup-epochs (5.0) must be shorter than --epochs (2)",
+     ["--warmup", "5", "--epochs", "2"], "--warmup (5.0) must be shorter than --epochs (2)"),
+    (["--model-ema", "--model-ema-decay", "1.5"], "--model-ema-decay takes a decay in (0, 1)",
+     ["--use-ema", "1.5"], "--use-ema takes a decay in (0, 1)"),
+    (["-b", "0"], "-b/--batch-size must be at least 1", ["-b", "0"], "-b/--batch-size"),
+    (["--smoothing", "1"], "--smoothing must be in [0, 1)", ["--label-smoothing", "1"], "--label-smoothing must be"),
+    (["--scale", "0.5", "0.1"], "--scale needs 0 < MIN <= MAX <= 1",
+     ["--crop-scale", "0.5", "0.1"], "--crop-scale needs 0 < MIN <= MAX <= 1"),
+    (["--img-size", "4"], "--img-size must be at least 8", ["--image-size", "4"], "--image-size must be at least 8"),
+    (["-j", "-1"], "-j/--workers must not be negative", ["-j", "-1"], "-j/--workers must not be negative"),
+    (["--log-interval", "0"], "--log-interval must be at least 1", ["--print-freq", "0"], "--print-freq"),
+    (["--num-classes", "0"], "--num-classes must be at least 1", ["--num_classes", "0"], "--num_classes"),
+    (["--ratio", "2", "1"], "--ratio must be positive and ordered", None, None),
+    (["-vb", "0"], "the validation batch size (-b/--batch-size times -vb) must be at least 1", None, None),
+    (["--momentum", "-1"], "--momentum must be in [0, 1), got -1.0", None, None),
+    (["--drop", "1.5"], "--drop must be in [0, 1), got 1.5", None, None),
+    (["--drop-path", "1"], "--drop-path must be in [0, 1), got 1.0", ["--drop_path_rate", "1"], "--drop_path_rate"),
+    (["--cutmix", "inf"], "--cutmix takes an alpha >= 0 (0: off), got inf", None, None),
+    (["--weight-decay", "-1"], "--weight-decay must be a finite number >= 0", None, None),
+    (["--crop-pct", "1.5"], "--crop-pct is the fraction of the resized image kept, in (0, 1]", None, None),
+    (["--lr", "nan"], "--lr must be a finite number >= 0, got nan", None, None),
+    (["--img-size", "100000", "-b", "64"], "--img-size 100000 cannot fit", None, None),
+]
+
+
+@pytest.mark.parametrize("timm_argv, timm_words", [(row[0], row[1]) for row in SAME_MISTAKE])
+def test_timm_dialect_messages_name_timm_flags(timm_argv, timm_words, tmp_path, capsys):
+    proc = in_process(train.main, [tmp_path, *timm_argv, "--dry-run"], capsys)
+    assert_one_line_error(proc, timm_words)
+
+
+@pytest.mark.parametrize("convnets_argv, convnets_words", [(row[2], row[3]) for row in SAME_MISTAKE if row[2]])
+def test_convnets_dialect_messages_name_convnets_flags(convnets_argv, convnets_words, tmp_path, capsys):
+    proc = in_process(effnet_main.main, [tmp_path, *convnets_argv, "--dry-run"], capsys)
+    assert_one_line_error(proc, convnets_words)
+
+
+def test_class_count_mismatch_names_the_timm_flag(digits_root, tmp_path, capsys):
+    proc = in_process(train.main, [digits_root, "--num-classes", 3, "--output", tmp_path, "--img-size", 32,
+                                   "-b", 32, "--cpu", "-j", 0, "--no-progress"], capsys)
+    assert_one_line_error(proc, "10 classes but --num-classes is 3", "pass --num-classes 10")
+
+
+def test_output_under_a_file_is_one_line_naming_the_path(digits_root, tmp_path, capsys, monkeypatch):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    argv = [digits_root, "--output", blocker / "out", "--experiment", "run", "--img-size", 32, "-b", 32,
+            "--epochs", 1, "--warmup-epochs", 0, "--cpu", "-j", 0, "--no-progress"]
+    assert_one_line_error(in_process(train.main, argv, capsys), f"{blocker / 'out' / 'run'}: Not a directory")
+    monkeypatch.setenv("IMAGE_CLASSIFICATION_DEBUG", "1")
+    with pytest.raises(NotADirectoryError):
+        run_cli(train.main, [str(a) for a in argv])
+
+
 # --------------------------------------------------------------------------------------------- ConvNets' dialect
 
 def test_gpunet_main_defaults_and_model_flags(tmp_path, capsys):

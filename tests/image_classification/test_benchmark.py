@@ -31,3 +31,10 @@ def test_benchmark_bad_requests_are_one_line(tmp_path):
                           "resnet-9")
     assert_one_line_error(run_script("-m", "image_classification.benchmark", "--cpu", "--precision", "fp16"),
                           "fp16")
+
+
+@pytest.mark.parametrize("argv, words", [(["-b", "0"], "-b: must be at least 1, got 0"),
+                                         (["--iters", "0"], "--iters: must be at least 1"),
+                                         (["--image-size", "0"], "--image-size: must be at least 1")])
+def test_benchmark_refuses_empty_batches(argv, words):
+    assert_one_line_error(run_script("-m", "image_classification.benchmark", "--cpu", *argv), words)

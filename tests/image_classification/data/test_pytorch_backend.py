@@ -158,3 +158,56 @@ def test_corrupt_images_can_be_skipped_and_are_counted(corrupt_root):
     assert len(bundle.train.skipped) == 3
     assert {Path(b.path).name for b in bundle.train.skipped} == {"empty.jpg", "garbage.jpg", "truncated.jpg"}
     assert seen == (1441 // 64) * 64 - 3
+
+
+def test_topk_above_the_class_count_is_warned(digits_root, capsys):
+    capsys.readouterr()
+    data(cfg(digits_root, topk=20), need_train=False)
+    assert capsys.readouterr().err.strip() == (f"warning: --topk 20 is more than the 10 classes in {digits_root}: "
+                                               f"every image will count as a top-20 hit")
+    data(cfg(digits_root, topk=10), need_train=False)
+    assert capsys.readouterr().err == ""
+
+
+def small_folder(root: Path, classes=("a", "b"), per_class=2) -> Path:
+    from PIL import Image
+
+    for cls in classes:
+        (root / cls).mkdir(parents=True)
+        for i in range(per_class):
+            Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(root / cls / f"{i}.jpg")
+    return root
+
+
+def test_a_symlink_to_an_enclosing_folder_is_refused(tmp_path):
+    root = small_folder(tmp_path / "train")
+    (root / "a" / "again").symlink_to(root / "a")
+    with pytest.raises(UserError, match=r"a/again points to .*/a, a folder it is already inside"):
+        ImageFolderDataset(root, None)
+
+
+def test_a_loop_through_two_links_is_refused(tmp_path):
+    root = small_folder(tmp_path / "train")
+    (root / "a" / "x").mkdir()
+    (root / "a" / "y").mkdir()
+    (root / "a" / "x" / "to-y").symlink_to(root / "a" / "y")
+    (root / "a" / "y" / "to-x").symlink_to(root / "a" / "x")
+    with pytest.raises(UserError, match="symbolic link loop"):
+        ImageFolderDataset(root, None)
+
+
+def test_a_symlink_to_a_folder_elsewhere_is_still_followed(tmp_path):
+    root = small_folder(tmp_path / "train")
+    extra = small_folder(tmp_path / "extra", classes=("more",), per_class=3)
+    (root / "b" / "more").symlink_to(extra / "more")
+    ds = ImageFolderDataset(root, None)
+    assert ds.targets == [0, 0, 1, 1, 1, 1, 1]
+    assert [Path(p).relative_to(root).as_posix() for p, _ in ds.samples][2:] == [
+        "b/0.jpg", "b/1.jpg", "b/more/0.jpg", "b/more/1.jpg", "b/more/2.jpg"]
+
+
+def test_an_empty_class_folder_is_named(tmp_path):
+    root = small_folder(tmp_path / "train")
+    (root / "c").mkdir()
+    with pytest.raises(UserError, match=r"class folder .*/train/c holds no images"):
+        ImageFolderDataset(root, None)

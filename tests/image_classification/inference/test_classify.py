@@ -228,6 +228,14 @@ def test_recursive_directory(digits_root, tmp_path):
     assert expand_inputs([str(tmp_path)]) == [str(nested / "x.jpg")]
 
 
+def test_a_symlink_loop_among_the_images_is_one_line(digits_root, tmp_path, capsys):
+    folder = tmp_path / "images"
+    shutil.copytree(digits_root / "val" / "1", folder)
+    (folder / "back").symlink_to(folder)
+    assert_one_line_error(cli(capsys, "--arch", "efficientnet-b0", "--pretrained", "--image", folder, "--cpu"),
+                          f"{folder / 'back'} points to", "symbolic link loop")
+
+
 def test_unreadable_images_are_skipped(digits_checkpoint, held_out, tmp_path):
     good = [held_out[0][0], held_out[4][0]]
     empty = tmp_path / "empty.jpg"

@@ -2,9 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import torch
 from common.cli_errors import UserError
 from image_classification.models import create_model, get_model_info
 from image_classification.models.checkpoint import export_weights, load_pretrained
+from tests.conftest import assert_one_line_error, run_in_process, run_script
 
 REPO = Path(__file__).resolve().parents[3]
 ARCH = "efficientnet-b0"
@@ -336,6 +339,23 @@ def test_export_weights_ema_missing(tmp_path, source):
     assert not (tmp_path / "out.pth").exists()
 
 
+@pytest.mark.parametrize("spelling", ["./checkpoint.pth.tar", "symlink", "hardlink"])
+def test_checkpoint2model_refuses_to_overwrite_its_checkpoint(spelling, tmp_path, source):
+    ckpt = save(training_checkpoint(source[1]), tmp_path / "checkpoint.pth.tar")
+    before = ckpt.read_bytes()
+    if spelling == "symlink":
+        (tmp_path / "link.pth").symlink_to(ckpt)
+        spelling = "link.pth"
+    elif spelling == "hardlink":
+        (tmp_path / "hard.pth").hardlink_to(ckpt)
+        spelling = "hard.pth"
+    proc = run_script(REPO / "efficientnet" / "checkpoint2model.py", "--checkpoint-path", "checkpoint.pth.tar",
+                      "--weight-path", spelling, cwd=tmp_path)
+    assert_one_line_error(proc, f"{spelling} is the checkpoint checkpoint.pth.tar itself",
+                          "would replace the training checkpoint")
+    assert ckpt.read_bytes() == before
+
+
 # --- published (NGC) weights from the hub cache -------------------------------------------------------
 
 
@@ -410,3 +430,62 @@ def test_checkpoint2model_cli_bad_inputs(tmp_path, source, kind):
     assert len(lines) == 1 and lines[0].startswith("error:"), proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "model.pth").exists()
+
+
+# --- files that are not checkpoints, through the command lines ---------------------------------------------------
+
+
+def not_a_checkpoint(kind: str, tmp_path: Path) -> Path:
+    path = tmp_path / f"{kind}.pth"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "random":
+        path.write_bytes(b"\x00" + os.urandom(4096))
+    elif kind == "text":
+        path.write_text("epoch: 3\nbest: 0.9\n")
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "truncated":
+        torch.save({"w": torch.ones(64)}, path)
+        path.write_bytes(path.read_bytes()[:300])
+    elif kind == "zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "not a checkpoint")
+    elif kind == "object":
+        torch.save({"parser": argparse.ArgumentParser}, path)
+    return path
+
+
+WHAT_IT_IS = {
+    "directory": "it is a directory, not a checkpoint file",
+    "random": "it is not a PyTorch checkpoint (not a zip archive or legacy pickle)",
+    "text": "it is not a PyTorch checkpoint (not a zip archive or legacy pickle)",
+    "empty": "the file is empty",
+    "truncated": "its zip archive is damaged or truncated",
+    "zip": "it is a zip archive, but not a readable PyTorch checkpoint",
+    "object": "it holds a pickled argparse.ArgumentParser, and only tensors and plain containers are loaded",
+}
+
+
+def cli_reading(entry: str, path: Path, tmp_path: Path) -> tuple:
+    from efficientnet import classify
+    from efficientnet import main as effnet_main
+
+    image = tmp_path / "image.jpg"
+    if entry == "classify.py --weights":
+        from PIL import Image
+
+        Image.new("RGB", (16, 16)).save(image)
+        return classify.main, ["--weights", path, "--image", image, "--cpu"]
+    flag = entry.split()[-1]
+    return effnet_main.main, [tmp_path, flag, path, "--workspace", tmp_path / "ws", "--cpu"]
+
+
+@pytest.mark.parametrize("entry", ["classify.py --weights", "main.py --resume", "main.py --pretrained-from-file"])
+@pytest.mark.parametrize("kind", list(WHAT_IT_IS))
+def test_a_file_that_is_not_a_checkpoint_says_what_it_is(entry, kind, tmp_path, capsys):
+    path = not_a_checkpoint(kind, tmp_path)
+    main, argv = cli_reading(entry, path, tmp_path)
+    proc = run_in_process(capsys, main, *argv)
+    assert_one_line_error(proc, f"cannot read checkpoint {path}: {WHAT_IT_IS[kind]}")
+    assert "weights_only" not in proc.stderr
