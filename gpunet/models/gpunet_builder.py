@@ -120,12 +120,12 @@ class GPUNet_Builder:  # noqa: N801 (upstream's name)
         imgRes / crop_pct (bicubic), centre crop, ImageNet mean/std.
         """
         from image_classification.inference.validate import (
-            Preprocessing,
             build_val_loader,
             resolve_image_folder,
             run_evaluation,
         )
         from image_classification.models.checkpoint import load_pretrained
+        from image_classification.preprocessing import Preprocessing
 
         if val_path is None:
             raise UserError("test_model needs val_path: the validation ImageFolder (<dir>/<class>/<image>) or its "
@@ -140,7 +140,7 @@ class GPUNet_Builder:  # noqa: N801 (upstream's name)
         if checkpoint is not None:
             load_pretrained(model, checkpoint, weights="auto")
         root, split = resolve_image_folder(val_path)
-        prep = Preprocessing(img_size=int(imgRes[1]), crop_pct=float(crop_pct), interpolation="bicubic",
+        prep = Preprocessing(image_size=int(imgRes[1]), crop_pct=float(crop_pct), interpolation="bicubic",
                              mean=IMAGENET_MEAN, std=IMAGENET_STD)
         loader, classes = build_val_loader(root, split, prep, batch_size=testBatch, workers=workers, device=device)
         outputs = getattr(model, "num_classes", None)
@@ -155,6 +155,6 @@ class GPUNet_Builder:  # noqa: N801 (upstream's name)
             "top5": round(top5, 4),
             "top1_err": round(100.0 - top1, 4),
             "top5_err": round(100.0 - top5, 4),
-            "img_size": prep.img_size,
+            "img_size": prep.image_size,
             "interpolation": prep.interpolation,
         }

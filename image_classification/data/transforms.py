@@ -7,6 +7,7 @@ import torchvision.transforms.v2 as T
 from torchvision.transforms import InterpolationMode
 
 from common.cli_errors import UserError
+from image_classification.preprocessing import val_resize_size  # noqa: F401  (the data loaders' import)
 
 INTERPOLATIONS = {
     "bilinear": InterpolationMode.BILINEAR,
@@ -24,13 +25,6 @@ def interpolation_mode(name: str) -> InterpolationMode:
             f"interpolation {name!r} is not available on the pytorch backend; choose {', '.join(INTERPOLATIONS)}"
             + (" (triangular is DALI's: --data-backend dali-cpu or dali-gpu)" if name == "triangular" else "")
         ) from None
-
-
-def val_resize_size(image_size: int, crop_pct: float) -> int:
-    if not 0.0 < crop_pct <= 1.0:
-        raise UserError(f"crop_pct must be in (0, 1], got {crop_pct}")
-    # round, not floor: 380 / (380/412) lands a hair under 412 in floating point.
-    return int(round(image_size / crop_pct))
 
 
 def _augmentation(name: str | None, image_size: int, interpolation: InterpolationMode, mean) -> list:

@@ -27,6 +27,7 @@ import torch.nn as nn
 
 from common.atomic_files import atomic_write
 from common.cli_errors import ArgumentParser, UserError, run_cli
+from image_classification.preprocessing import Preprocessing
 
 METADATA_KEY = "image_classification"
 FORMAT = "image_classification.aoti/1"
@@ -84,12 +85,14 @@ def export_aoti(
     precision: str = "fp32",
     fold_bn: bool = True,
     class_names: Sequence[str] | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> Path:
     """Compile `model` (eval mode, BN folded) with AOTInductor into the package `path` (.pt2), written atomically.
 
     batch_size None: one package for every batch of 1..max_batch; an int: that batch only (a little faster).
     image_size None: the model's pretrained_cfg input size. precision fp16 needs device cuda. `model` is not
-    modified. Returns the package's path; its metadata is also written to `FILE.pt2.json`.
+    modified. Returns the package's path; its metadata is also written to `FILE.pt2.json`. `preprocessing` (what
+    the weights were trained with, from the loader) replaces the model's defaults in the metadata.
     """
     from image_classification.inference.fast import configure_compile_cache, fold_batchnorm
 
@@ -103,6 +106,8 @@ def export_aoti(
         raise UserError("an fp16 package needs device cuda (PyTorch's CPU kernels are slow or missing in fp16): "
                         "export fp32 for CPU")
     cfg = dict(getattr(model, "pretrained_cfg", {}) or {})
+    if preprocessing is not None:
+        cfg.update(preprocessing.as_cfg())
     if image_size is None:
         if not cfg.get("input_size"):
             raise UserError("give the image size: the model has no pretrained_cfg input size")
@@ -217,31 +222,6 @@ def load_aoti(path: str | os.PathLike, device: str | torch.device = "cpu") -> AO
 # --- command line -------------------------------------------------------------------------------------------------
 
 
-def checkpoint_num_classes(arch: str, path: str | os.PathLike) -> int | None:
-    """The class count of a checkpoint: its `num_classes` entry (or args.num_classes), else its classifier's rows."""
-    from image_classification.models.checkpoint import is_state_dict, read_checkpoint, select_state_dict, strip_prefixes
-    from image_classification.models.registry import get_model_info
-
-    info = get_model_info(arch)
-    checkpoint = read_checkpoint(path)
-    if not is_state_dict(checkpoint):
-        args = checkpoint.get("args")
-        for value in (checkpoint.get("num_classes"),
-                      getattr(args, "num_classes", None) if not isinstance(args, dict) else args.get("num_classes")):
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value
-    state_dict, _ = select_state_dict(checkpoint, "auto", source=str(path))
-    state_dict = strip_prefixes(state_dict)
-    with torch.device("meta"):  # only the key names matter: build without memory or initialisation cost
-        probe = info.builder(num_classes=1000)
-    if hasattr(probe, "adapt_state_dict"):
-        state_dict = probe.adapt_state_dict(state_dict)
-    for key in getattr(probe, "classifier_keys", ()):
-        if key in state_dict and state_dict[key].dim() >= 1:
-            return int(state_dict[key].shape[0])
-    return None
-
-
 def read_class_names(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     try:
@@ -277,25 +257,21 @@ def build_parser() -> ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from image_classification.models import create_model, get_model_info
+    from image_classification.models import get_model_info
+    from image_classification.models.loading import load_checkpoint_model
 
     get_model_info(args.arch)  # unknown names fail before any file is read
     output = Path(args.output)
     if output.suffix != ".pt2":
         raise UserError(f"--output must be a .pt2 file, got {output}")
-    num_classes = args.num_classes
-    if args.weights is not None:
-        found = checkpoint_num_classes(args.arch, args.weights)
-        if num_classes is None:
-            num_classes = found or 1000
-        elif found is not None and found != num_classes:
-            raise UserError(f"{args.weights} has {found} classes but --num-classes says {num_classes}")
-    num_classes = num_classes or 1000
-    class_names = read_class_names(args.class_names) if args.class_names else None
-    model = create_model(args.arch, pretrained=args.weights, num_classes=num_classes)
+    loaded = load_checkpoint_model(args.weights, args.arch, num_classes=args.num_classes)
+    num_classes = loaded.num_classes
+    class_names = read_class_names(args.class_names) if args.class_names else loaded.class_names
+    model = loaded.model
     start = time.perf_counter()
     export_aoti(model, output, batch_size=args.batch_size, max_batch=args.max_batch, image_size=args.image_size,
-                device=args.device, precision=args.precision, fold_bn=args.fold_bn, class_names=class_names)
+                device=args.device, precision=args.precision, fold_bn=args.fold_bn, class_names=class_names,
+                preprocessing=loaded.preprocessing)
     batch = f"batch {args.batch_size}" if args.batch_size else f"batch 1..{args.max_batch}"
     print(f"wrote {output} ({args.arch}, {num_classes} classes, {args.precision} on {args.device}, {batch}) "
           f"in {time.perf_counter() - start:.1f} s; metadata in {metadata_path(output)}", file=sys.stdout)

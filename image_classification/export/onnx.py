@@ -411,24 +411,9 @@ def _fold_batchnorm_fn() -> Callable[[nn.Module], nn.Module | None]:
     return fold_batchnorm
 
 
-def _checkpoint_facts(path: str | None) -> dict:
-    """arch, model_cfg, class_names and model_kwargs of one of our (or timm's) checkpoints; {} for a state dict."""
-    if path is None:
-        return {}
-    from image_classification.models.checkpoint import is_state_dict, read_checkpoint
-
-    raw = read_checkpoint(path)
-    if is_state_dict(raw):
-        return {"has_ema": False}
-    facts = {key: raw[key] for key in ("arch", "model_cfg", "class_names", "model_kwargs", "num_classes")
-             if key in raw}
-    facts["has_ema"] = bool(raw.get("state_dict_ema") or raw.get("model_ema"))
-    return facts
-
-
 def run(args: argparse.Namespace, dialect: ExportDialect = ExportDialect()) -> Path:
-    from image_classification.inference.validate import load_model
     from image_classification.models import get_model_info
+    from image_classification.models.loading import load_checkpoint_model
 
     if args.batch_size < 1:
         raise UserError(f"-b/--batch-size must be at least 1, got {args.batch_size}")
@@ -438,34 +423,29 @@ def run(args: argparse.Namespace, dialect: ExportDialect = ExportDialect()) -> P
     _resolve_device(args.device)
     fold = _fold_batchnorm_fn() if args.fold_bn else None  # fails before the slow part when it is missing
 
-    facts = _checkpoint_facts(args.pretrained_from_file)
-    if args.ema and args.pretrained_from_file and not facts["has_ema"]:
-        raise UserError(f"{args.pretrained_from_file} has no EMA weights (no 'state_dict_ema'): drop --ema")
-    ckpt_arch = facts.get("arch") if isinstance(facts.get("arch"), str) else None
-    name = args.arch or ckpt_arch or dialect.default_arch
-    if name is None:
-        raise UserError("no model given: pass --arch NAME (python -m image_classification.models lists them)")
-    info = get_model_info(name)
-    if args.arch and ckpt_arch:
-        try:
-            theirs = get_model_info(ckpt_arch).name
-        except UserError:
-            theirs = ckpt_arch
-        if theirs != info.name:
-            raise UserError(f"{args.pretrained_from_file} holds {ckpt_arch} weights, not {info.name}: "
-                            f"pass --arch {ckpt_arch} (or drop --arch)")
-    if dialect.family is not None and info.family != dialect.family:
-        raise UserError(f"{dialect.family}/{dialect.prog} exports {dialect.family} models, and {info.name} is not "
-                        f"one (use {info.family}/model2onnx.py)")
+    def check_family(info) -> None:
+        if dialect.family is not None and info.family != dialect.family:
+            raise UserError(f"{dialect.family}/{dialect.prog} exports {dialect.family} models, and {info.name} is "
+                            f"not one (use {info.family}/model2onnx.py)")
 
+    name = args.arch
+    if name is None and args.pretrained_from_file is None:
+        name = dialect.default_arch
+    if name is None and args.pretrained_from_file is None:
+        raise UserError("no model given: pass --arch NAME (python -m image_classification.models lists them)")
+    if name is not None:
+        check_family(get_model_info(name))
     # The checkpoint's model flags (BN epsilon, the conv SE, a GPUNet JSON) shape the graph; the command line wins.
-    model_kwargs = dict(facts["model_kwargs"]) if isinstance(facts.get("model_kwargs"), dict) else {}
-    model_kwargs |= {k: getattr(args, k) for k in dialect.model_kwargs if getattr(args, k, None) is not None}
+    model_kwargs = {k: getattr(args, k) for k in dialect.model_kwargs if getattr(args, k, None) is not None}
     if args.pretrained_from_file is None and not args.pretrained:
-        print(f"warning: no weights given (--pretrained-from-file): exporting {info.name} with random weights, "
+        print(f"warning: no weights given (--pretrained-from-file): exporting {name} with random weights, "
               f"fine for benchmarking but useless for predictions", file=sys.stderr, flush=True)
-    loaded = load_model(info.name, checkpoint=args.pretrained_from_file, pretrained=args.pretrained,
-                        use_ema=args.ema, num_classes=args.num_classes, model_kwargs=model_kwargs)
+    loaded = load_checkpoint_model(args.pretrained_from_file, name, pretrained=args.pretrained,
+                                   weights="ema" if args.ema else ("auto" if args.pretrained else "raw"),
+                                   num_classes=args.num_classes, model_kwargs=model_kwargs,
+                                   default_arch=dialect.default_arch, ema_flag="--ema")
+    info = loaded.info
+    check_family(info)
     model = loaded.model.eval()
     from image_classification.quantization.state import is_quantized_model
 
@@ -483,21 +463,18 @@ def run(args: argparse.Namespace, dialect: ExportDialect = ExportDialect()) -> P
         raise UserError("--fold-bn would change the weights the INT8 ranges were calibrated on: export a quantized "
                         "model without it (TensorRT folds BatchNorm itself)")
 
-    ckpt_cfg = facts.get("model_cfg") if isinstance(facts.get("model_cfg"), dict) else {}
-    image_size = args.image_size
-    if image_size is None:
-        size = ckpt_cfg.get("input_size") or model.pretrained_cfg.get("input_size")
-        image_size = int(size[-1]) if isinstance(size, (list, tuple)) else int(size)
+    image_size = args.image_size or loaded.preprocessing.image_size
     if fold is not None:
         folded = fold(model)
         model = folded if isinstance(folded, nn.Module) else model  # in place or returned: both are fine
     model = prepare_model(model, device=args.device, precision=args.precision)
 
-    metadata = {k: ckpt_cfg[k] for k in ("mean", "std", "crop_pct", "interpolation") if k in ckpt_cfg}
-    class_names = facts.get("class_names")
-    num_classes = getattr(model, "pretrained_cfg", {}).get("num_classes")
-    if isinstance(class_names, (list, tuple)) and len(class_names) == num_classes:
-        metadata["class_names"] = [str(c) for c in class_names]
+    prep = loaded.preprocessing
+    metadata = {"mean": list(prep.mean), "std": list(prep.std), "crop_pct": prep.crop_pct,
+                "interpolation": prep.interpolation}
+    num_classes = loaded.num_classes
+    if loaded.class_names is not None:
+        metadata["class_names"] = loaded.class_names
     if loaded.checkpoint is not None:
         metadata["source_checkpoint"] = Path(loaded.checkpoint).name
         metadata["weights"] = loaded.weights_used

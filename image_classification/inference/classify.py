@@ -25,13 +25,13 @@ import os
 import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from common.cli_errors import ArgumentParser, UserError, positive_int
+from image_classification.preprocessing import Preprocessing
 
 IMAGENET_CLASSES = 1000
 DEFAULT_TOPK = 5
@@ -109,34 +109,13 @@ def resolve_class_names(num_classes: int, checkpoint_names=None, labels=None) ->
 # --- the classifier -----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ClassifyPreprocessing:
-    """Resize to `resize_size` (shorter side), centre-crop `image_size`, then normalise with mean/std."""
-
-    image_size: int
-    crop_pct: float
-    interpolation: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-    @property
-    def resize_size(self) -> int:
-        from image_classification.data.transforms import val_resize_size
-
-        return val_resize_size(self.image_size, self.crop_pct)
-
-    def as_dict(self) -> dict:
-        return {"input_size": (3, self.image_size, self.image_size), "resize_size": self.resize_size,
-                "crop_pct": self.crop_pct, "interpolation": self.interpolation, "mean": self.mean, "std": self.std}
-
-
 Prediction = tuple[str, int, float]  # (class name, class index, probability in [0, 1])
 
 
 class Classifier:
     """A model ready for prediction with its preprocessing and class names; build it with `load_classifier`."""
 
-    def __init__(self, model: nn.Module, *, arch: str, class_names: list[str], preprocessing: ClassifyPreprocessing,
+    def __init__(self, model: nn.Module, *, arch: str, class_names: list[str], preprocessing: Preprocessing,
                  device: torch.device, precision: str, predictor=None, checkpoint: Path | None = None,
                  weights_used: str | None = None):
         from image_classification.data.transforms import val_transform
@@ -250,13 +229,8 @@ def _reason(exc: BaseException, path=None) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _classifier_width(model: nn.Module, state_dict: dict) -> int | None:
-    keys = tuple(getattr(model, "classifier_keys", ()))
-    if not keys:
-        return None
-    adapted = model.adapt_state_dict(state_dict) if hasattr(model, "adapt_state_dict") else state_dict
-    weight = adapted.get(keys[0])
-    return int(weight.shape[0]) if isinstance(weight, torch.Tensor) and weight.dim() >= 1 else None
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _resolve_device(device) -> torch.device:
@@ -283,6 +257,9 @@ def load_classifier(
     fast: bool | None = None,
     compile: bool = True,
     batch_size: int | None = None,
+    num_classes: int | None = None,
+    model_kwargs: dict | None = None,
+    warn=None,
 ) -> Classifier:
     """Build `arch` (or the architecture the checkpoint names) with the weights of `weights` (any layout the loader
     reads) or, with `pretrained`, the published weights from the torch hub cache.
@@ -293,82 +270,30 @@ def load_classifier(
     precision: "fp32" or "fp16" (autocast; default on CUDA; refused on CPU). fast (default: on CUDA): the inference
     fast path (`inference.fast.fast_predictor`: BN folded, fp16 weights, channels_last, torch.compile unless
     `compile` is False, a CUDA graph for `batch_size` images; smaller batches are padded into it).
+    num_classes / model_kwargs: for weights that do not record them. warn: where a warning line goes (stderr).
     """
-    from image_classification.models import create_model, get_model_info
-    from image_classification.models.checkpoint import (
-        WEIGHT_CHOICES,
-        cached_published_weights,
-        is_state_dict,
-        load_state_dict_checked,
-        read_checkpoint,
-        restore_quantization,
-        select_state_dict,
-        strip_prefixes,
-    )
+    from image_classification.models.loading import load_checkpoint_model
     from image_classification.quantization.state import is_quantized_model
 
-    from .validate import resolve_preprocessing
-
     device = _resolve_device(device)
-    if weights_kind not in WEIGHT_CHOICES:
-        raise UserError(f"weights kind must be one of {', '.join(WEIGHT_CHOICES)}, got {weights_kind!r}")
     precision = precision or ("fp16" if device.type == "cuda" else "fp32")
     if precision not in ("fp16", "fp32"):
         raise UserError(f"precision must be fp16 (AMP) or fp32, got {precision!r}")
     if precision == "fp16" and device.type != "cuda":
         raise UserError("AMP (fp16 autocast) needs a GPU: use FP32 on the CPU (--precision FP32)")
-    if weights is not None and pretrained:
-        raise UserError("give either a weights file or --pretrained, not both")
     if weights is None and not pretrained:
         raise UserError("no weights given: pass --weights CHECKPOINT (or --pretrained for the published weights)")
-
-    info = get_model_info(arch) if arch is not None else None
-    if pretrained:
-        if info is None:
-            raise UserError("--pretrained needs --arch: the published weights are looked up by model name")
-        weights = cached_published_weights(info)
-    path = Path(weights)
-    checkpoint = read_checkpoint(path)
-    plain = is_state_dict(checkpoint)
-    meta = {} if plain else checkpoint
-    named = meta.get("arch")
-    if isinstance(named, str):
-        try:
-            theirs = get_model_info(named).name
-        except UserError:
-            raise UserError(f"{path} holds weights of {named!r}, which is not a registered model") from None
-        if info is None:
-            info = get_model_info(theirs)
-        elif theirs != info.name:
-            raise UserError(f"{path} holds {theirs} weights, not {info.name}: pass --arch {theirs} (or omit --arch)")
-    if info is None:
-        raise UserError(f"{path} does not name its architecture: pass --arch NAME "
-                        "(python -m image_classification.models lists them)")
-    state_dict, which = select_state_dict(checkpoint, weights_kind, source=str(path))
-    state_dict = strip_prefixes(state_dict)
-
-    model_kwargs = meta.get("model_kwargs") if isinstance(meta.get("model_kwargs"), dict) else {}
-    num_classes = meta.get("num_classes")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        probe = create_model(info.name, num_classes=IMAGENET_CLASSES, **model_kwargs)
-        num_classes = _classifier_width(probe, state_dict) or IMAGENET_CLASSES
-        model = probe if num_classes == IMAGENET_CLASSES else None
-    else:
-        model = None
-    if model is None:
-        model = create_model(info.name, num_classes=num_classes, **model_kwargs)
-    restore_quantization(model, checkpoint, str(path))
-    load_state_dict_checked(model, state_dict, source=str(path))
-    model.eval()
-
-    cfg = dict(getattr(model, "pretrained_cfg", None) or info.metadata())
-    model_cfg = meta.get("model_cfg")
-    if isinstance(model_cfg, dict):
-        cfg.update({k: v for k, v in model_cfg.items() if v is not None})
-    prep = resolve_preprocessing(cfg, img_size=image_size, crop_pct=crop_pct, interpolation=interpolation)
-    preprocessing = ClassifyPreprocessing(image_size=prep.img_size, crop_pct=prep.crop_pct,
-                                          interpolation=prep.interpolation, mean=prep.mean, std=prep.std)
-    class_names = resolve_class_names(num_classes, meta.get("class_names"), labels)
+    loaded = load_checkpoint_model(weights, arch, weights=weights_kind, pretrained=pretrained, num_classes=num_classes,
+                                   model_kwargs=model_kwargs)
+    model, info, num_classes = loaded.model, loaded.info, loaded.num_classes
+    preprocessing = loaded.preprocessing.with_overrides(image_size=image_size, crop_pct=crop_pct,
+                                                        interpolation=interpolation)
+    if not loaded.preprocessing_recorded and image_size is None and num_classes != IMAGENET_CLASSES:
+        (warn or _stderr)(f"warning: {loaded.checkpoint} does not record its preprocessing: using {info.name}'s "
+                          f"default ({preprocessing.image_size} px, crop {preprocessing.crop_pct}); set it with "
+                          f"--image-size and --crop-pct if the model was trained otherwise")
+    class_names = resolve_class_names(num_classes, loaded.class_names, labels)
+    path, which = loaded.checkpoint, loaded.weights_used
 
     predictor = None
     fast = device.type == "cuda" if fast is None else fast
@@ -387,7 +312,7 @@ def load_classifier(
 
             predictor = fast_predictor(model, device=device, precision=precision, batch_size=batch_size or 1,
                                        image_size=preprocessing.image_size, compile=compile,
-                                       log=lambda line: print(line, file=sys.stderr, flush=True))
+                                       log=_stderr)
         else:
             model.to(memory_format=torch.channels_last)
     return Classifier(model, arch=info.name, class_names=class_names, preprocessing=preprocessing, device=device,

@@ -11,7 +11,6 @@ import csv
 import os
 import sys
 from collections import OrderedDict
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,6 +19,8 @@ from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from common.cli_errors import UserError
 from image_classification.models.checkpoint import published_weights_path
+from image_classification.models.loading import load_checkpoint_model
+from image_classification.preprocessing import Preprocessing
 
 from .evaluate import evaluate
 
@@ -68,66 +69,6 @@ def folder_classes(root: Path, split: str) -> list[str]:
         raise UserError(f"{root / split} has no class folders: expected <dir>/<class>/<image>") from None
 
 
-@dataclass(frozen=True)
-class Preprocessing:
-    """What the val transform needs, resolved from the model's metadata and the user's overrides."""
-
-    img_size: int
-    crop_pct: float
-    interpolation: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-
-
-def _channels(name: str, values) -> tuple[float, float, float]:
-    values = tuple(float(v) for v in values)
-    if len(values) == 1:
-        values = values * 3
-    if len(values) != 3:
-        raise UserError(f"--{name} takes 1 or 3 values (one per RGB channel), got {len(values)}")
-    return values
-
-
-def resolve_preprocessing(
-    pretrained_cfg: dict,
-    *,
-    img_size: int | None = None,
-    input_size: tuple[int, int, int] | None = None,
-    crop_pct: float | None = None,
-    interpolation: str | None = None,
-    mean=None,
-    std=None,
-) -> Preprocessing:
-    """timm's resolve_data_config: --input-size wins over --img-size, which wins over the model's input size."""
-    from image_classification.data.transforms import INTERPOLATIONS, val_resize_size
-
-    if input_size is not None:
-        channels, height, width = input_size
-        if channels != 3:
-            raise UserError(f"--input-size needs 3 channels (RGB images), got {channels}")
-        if height != width:
-            raise UserError(f"--input-size {height}x{width} is not square; only square crops are supported")
-        size = height
-    elif img_size is not None:
-        size = img_size
-    else:
-        size = pretrained_cfg["input_size"][-1]
-    if size < 8:
-        raise UserError(f"the image size must be at least 8 pixels, got {size}")
-    crop = pretrained_cfg.get("crop_pct", 1.0) if crop_pct is None else crop_pct
-    val_resize_size(size, crop)  # checks 0 < crop_pct <= 1 with the project's message
-    interp = interpolation or pretrained_cfg.get("interpolation", "bilinear")
-    if interp not in INTERPOLATIONS:
-        raise UserError(f"--interpolation {interp!r} is not available; choose {', '.join(INTERPOLATIONS)}")
-    return Preprocessing(
-        img_size=int(size),
-        crop_pct=float(crop),
-        interpolation=interp,
-        mean=_channels("mean", pretrained_cfg.get("mean", (0.485, 0.456, 0.406)) if mean is None else mean),
-        std=_channels("std", pretrained_cfg.get("std", (0.229, 0.224, 0.225)) if std is None else std),
-    )
-
-
 def build_val_loader(root: Path, split: str, prep: Preprocessing, *, batch_size: int, workers: int,
                      device: torch.device, channels_last: bool = False):
     """The val loader of the data factory (resize by crop_pct, centre crop, normalise on the device)."""
@@ -142,7 +83,7 @@ def build_val_loader(root: Path, split: str, prep: Preprocessing, *, batch_size:
         data=str(root), val_split=split, batch_size=batch_size, workers=workers, interpolation=prep.interpolation,
         val_interpolation=prep.interpolation, memory_format="nhwc" if channels_last else "nchw",
     )
-    bundle = build_data(cfg, image_size=prep.img_size, val_image_size=prep.img_size, crop_pct=prep.crop_pct,
+    bundle = build_data(cfg, image_size=prep.image_size, val_image_size=prep.image_size, crop_pct=prep.crop_pct,
                         mean=prep.mean, std=prep.std, device=device, need_train=False)
     return bundle.val, bundle.num_classes
 
@@ -160,124 +101,6 @@ def cached_models(pattern: str = "*") -> list[str]:
         if path is not None and path.is_file():
             out.append(name)
     return out
-
-
-@dataclass
-class LoadedModel:
-    model: nn.Module
-    name: str  # canonical registry name
-    checkpoint: Path | None
-    weights_used: str | None  # state_dict_ema, state_dict or weights (a plain state dict)
-
-
-def _classifier_width(model: nn.Module, state_dict: dict) -> int | None:
-    keys = tuple(getattr(model, "classifier_keys", ()))
-    if not keys:
-        return None
-    adapted = model.adapt_state_dict(state_dict) if hasattr(model, "adapt_state_dict") else state_dict
-    weight = adapted.get(keys[0])
-    return int(weight.shape[0]) if isinstance(weight, torch.Tensor) and weight.dim() >= 1 else None
-
-
-def load_model(
-    name: str | None,
-    *,
-    checkpoint: str | os.PathLike | None = None,
-    pretrained: bool = False,
-    use_ema: bool = False,
-    num_classes: int | None = None,
-    data_classes: int | None = None,
-    model_kwargs: dict | None = None,
-) -> LoadedModel:
-    """Build `name` with the weights of `checkpoint` (or the cached published weights when `pretrained`); a None
-    `name` takes the architecture the checkpoint names (timm and this project's checkpoints carry `arch`).
-
-    Weights: with `use_ema`, the checkpoint's EMA weights (an error if it has none); otherwise its raw
-    `state_dict` (timm's validate.py habit), or the published file's EMA weights when present (upstream's
-    `--pretrained`). The class count is `num_classes`, else the checkpoint classifier's, else `data_classes`;
-    any disagreement between the three is one line.
-    """
-    from image_classification.models import create_model, get_model_info
-    from image_classification.models.checkpoint import (
-        is_state_dict,
-        load_state_dict_checked,
-        read_checkpoint,
-        restore_quantization,
-        select_state_dict,
-        strip_prefixes,
-    )
-
-    model_kwargs = dict(model_kwargs or {})
-    if num_classes is not None and num_classes < 1:
-        raise UserError(f"--num-classes must be at least 1, got {num_classes}")
-    if name is None and checkpoint is None:
-        raise UserError("no model given: pass --model NAME (python -m image_classification.models lists them)")
-    info = get_model_info(name) if name is not None else None
-    weights = "ema" if use_ema else "raw"
-    if checkpoint is None and pretrained:
-        path = published_weights_path(info)
-        if path is None:
-            raise UserError(f"{info.name} has no published weights: pass --checkpoint FILE")
-        if not path.is_file():
-            unpack = f", unzip it and take {path.name}" if info.weights_file else ""
-            raise UserError(
-                f"the published weights of {info.name} are not in the torch hub cache and nothing is downloaded: "
-                f"fetch {info.weights_url}{unpack}, then pass it with --checkpoint (or save it as {path})"
-            )
-        checkpoint = path
-        weights = "ema" if use_ema else "auto"
-
-    state_dict = which = None
-    if checkpoint is not None:
-        checkpoint = Path(checkpoint)
-        raw = read_checkpoint(checkpoint)
-        arch = None if is_state_dict(raw) else raw.get("arch")
-        if isinstance(arch, str):
-            try:
-                theirs = get_model_info(arch).name
-            except UserError:
-                raise UserError(f"{checkpoint} holds weights of {arch!r}, which is not a registered model"
-                                + (f", not {info.name}" if info else "")) from None
-            if info is None:
-                info = get_model_info(theirs)
-            elif theirs != info.name:
-                raise UserError(f"{checkpoint} holds {arch} weights, not {info.name}: pass --model {arch}")
-        if info is None:
-            raise UserError(f"{checkpoint} does not name its architecture: pass --model NAME")
-        if weights == "ema" and (is_state_dict(raw) or not (raw.get("state_dict_ema") or raw.get("model_ema"))):
-            raise UserError(f"{checkpoint} has no EMA weights (no 'state_dict_ema'): drop --use-ema")
-        state_dict, which = select_state_dict(raw, weights, source=str(checkpoint))
-        state_dict = strip_prefixes(state_dict)
-        # The architecture options it was trained with (BN epsilon, conv SE, a GPUNet config); flags still win.
-        if not is_state_dict(raw) and isinstance(raw.get("model_kwargs"), dict):
-            model_kwargs = {**raw["model_kwargs"], **model_kwargs}
-
-    if model_kwargs.get("model_config") is not None and info.family != "gpunet":
-        raise UserError(f"a model config (--model-config) describes a GPUNet, but {info.name} is not one")
-    build_classes = num_classes or data_classes or 1000
-    model = create_model(info.name, num_classes=build_classes, **model_kwargs)
-    if state_dict is not None:
-        theirs = _classifier_width(model, state_dict)
-        if theirs is not None and theirs != build_classes:
-            if num_classes is not None:
-                raise UserError(f"{checkpoint} has {theirs} classes but --num-classes is {num_classes}: "
-                                f"drop --num-classes or set it to {theirs}")
-            model = create_model(info.name, num_classes=theirs, **model_kwargs)
-        restore_quantization(model, raw, str(checkpoint))
-        load_state_dict_checked(model, state_dict, source=str(checkpoint))
-    model_classes = _num_outputs(model)
-    if data_classes is not None and model_classes is not None and model_classes != data_classes:
-        origin = f"from {checkpoint}" if state_dict is not None and num_classes is None else "--num-classes"
-        raise UserError(f"the data folder has {data_classes} classes but the model has {model_classes} ({origin}): "
-                        f"validate on a folder with {model_classes} class folders")
-    return LoadedModel(model.eval(), info.name, checkpoint, which)
-
-
-def _num_outputs(model: nn.Module) -> int | None:
-    n = getattr(model, "num_classes", None)
-    if isinstance(n, int):
-        return n
-    return getattr(model, "pretrained_cfg", {}).get("num_classes")
 
 
 def param_count(model: nn.Module) -> int:
@@ -343,7 +166,7 @@ def result_dict(name: str, model: nn.Module, metrics: dict, prep: Preprocessing,
         (f"top{topk}", round(topk_acc, 4)),
         (f"top{topk}_err", round(100.0 - topk_acc, 4)),
         ("param_count", round(param_count(model) / 1e6, 2)),
-        ("img_size", prep.img_size),
+        ("img_size", prep.image_size),
         ("crop_pct", prep.crop_pct),
         ("cropt_pct", prep.crop_pct),  # upstream's spelling, for parsers written against it
         ("interpolation", prep.interpolation),
@@ -384,10 +207,17 @@ def validate_folder(
         raise UserError(f"--topk must be at least 1, got {topk}")
     root, split = resolve_image_folder(data)
     classes = folder_classes(root, split)
-    loaded = load_model(name, checkpoint=checkpoint, pretrained=pretrained, use_ema=use_ema,
-                        num_classes=num_classes, data_classes=len(classes), model_kwargs=model_kwargs)
-    prep = resolve_preprocessing(loaded.model.pretrained_cfg, img_size=img_size, input_size=input_size,
-                                 crop_pct=crop_pct, interpolation=interpolation, mean=mean, std=std)
+    loaded = load_checkpoint_model(checkpoint, name, pretrained=pretrained,
+                                   weights="ema" if use_ema else ("auto" if pretrained else "raw"),
+                                   num_classes=num_classes, data_classes=len(classes), model_kwargs=model_kwargs,
+                                   arch_flag="--model", ema_flag="--use-ema")
+    prep = loaded.preprocessing.with_overrides(image_size=img_size, input_size=input_size, crop_pct=crop_pct,
+                                               interpolation=interpolation, mean=mean, std=std)
+    if (loaded.checkpoint is not None and not loaded.preprocessing_recorded and img_size is None
+            and input_size is None and loaded.num_classes != 1000):
+        print(f"warning: {loaded.checkpoint} does not record its preprocessing: using {loaded.name}'s default "
+              f"({prep.image_size} px, crop {prep.crop_pct}); set it with --img-size and --crop-pct if the model "
+              f"was trained otherwise", file=sys.stderr, flush=True)
     loader, _ = build_val_loader(root, split, prep, batch_size=batch_size, workers=workers, device=device,
                                  channels_last=channels_last)
     model = loaded.model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)

@@ -26,15 +26,24 @@ _PREFIXES = ("module.", "_orig_mod.")
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
-    """torch.load on CPU with weights_only, accepting the argparse.Namespace that timm checkpoints pickle.
+    """torch.load on CPU with weights_only, accepting the argparse.Namespace that timm checkpoints pickle; a
+    `.safetensors` file or a Hugging Face-style folder is read too (weights_file.py), a weights file with our record
+    comes back in the checkpoint layout (`state_dict` plus `arch`, `num_classes`, `class_names`, `model_cfg`, ...).
 
     A file that is not a checkpoint is one line saying what it is. torch's own text is not shown: it advises
     weights_only=False, which runs whatever code the file holds, and no checkpoint of ours needs it."""
+    from . import weights_file
+
     path = Path(path)
+    if weights_file.is_hf_folder(path):
+        return weights_file.read_hf_folder(path)
     if path.is_dir():
-        raise UserError(f"cannot read checkpoint {path}: it is a directory, not a checkpoint file")
+        raise UserError(f"cannot read checkpoint {path}: it is a directory, not a checkpoint file (a Hugging "
+                        f"Face-style model folder holds {weights_file.HF_CONFIG} and {weights_file.HF_WEIGHTS})")
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
+    if weights_file.is_safetensors(path):
+        return weights_file.read_safetensors(path)
     kind = checkpoint_kind(path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -43,7 +52,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise UserError(f"cannot read checkpoint {path}: {why_unreadable(exc, path, kind)}") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path} holds a {type(obj).__name__}, not a state dict or a training checkpoint")
-    return obj
+    return weights_file.with_record(obj, path) if is_state_dict(obj) else obj
 
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -249,23 +258,3 @@ def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
         return os.path.samefile(a, b)
     except OSError:  # one of them does not exist yet, so they are different files
         return False
-
-
-def export_weights(checkpoint_path: str | os.PathLike, weight_path: str | os.PathLike, *, ema: bool = False) -> dict:
-    """checkpoint2model: the chosen weights of a training checkpoint as a plain, prefix-free state dict."""
-    from image_classification.training.checkpointing import atomic_save
-
-    if same_file(checkpoint_path, weight_path):
-        raise UserError(f"{weight_path} is the checkpoint {checkpoint_path} itself: writing the weights there would "
-                        f"replace the training checkpoint; write them to another file")
-    checkpoint = read_checkpoint(checkpoint_path)
-    if is_state_dict(checkpoint):
-        raise UserError(f"{checkpoint_path} is already a plain weights file, not a training checkpoint")
-    if checkpoint.get("quantization"):
-        raise UserError(f"{checkpoint_path} is an INT8-quantized checkpoint, and a plain weights file cannot carry its "
-                        f"quantizer state: use the checkpoint itself (classify.py, model2onnx.py, quant_main.py)")
-    state_dict, which = select_state_dict(checkpoint, "ema" if ema else "raw", source=str(checkpoint_path))
-    state_dict = strip_prefixes(state_dict)
-    atomic_save(state_dict, weight_path)
-    return {"best_prec1": checkpoint.get("best_prec1", checkpoint.get("metric")), "which": which,
-            "entries": len(state_dict)}

@@ -24,7 +24,7 @@ from common.cli_errors import UserError
 from . import model_config as mc
 
 if TYPE_CHECKING:
-    from image_classification.inference.classify import ClassifyPreprocessing
+    from image_classification.preprocessing import Preprocessing
 
 PROTOCOLS = ("http", "grpc")
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001}
@@ -209,9 +209,9 @@ def class_index_map(folder_classes: list[str], model_classes: list[str] | None, 
 
 class Preprocessor:
     """Resize (shorter side), centre crop, normalise: images -> float32 (N, 3, H, W) as the model was trained, with
-    the project's own preprocessing description (`ClassifyPreprocessing`) in numpy."""
+    the project's own preprocessing description (`Preprocessing`) in numpy."""
 
-    def __init__(self, spec: ClassifyPreprocessing):
+    def __init__(self, spec: Preprocessing):
         from image_classification.data.transforms import val_transform
 
         self.spec = spec
@@ -222,10 +222,10 @@ class Preprocessor:
 
     @classmethod
     def from_dict(cls, cfg: dict) -> Preprocessor:
-        from image_classification.inference.classify import ClassifyPreprocessing
+        from image_classification.preprocessing import Preprocessing
 
         try:
-            spec = ClassifyPreprocessing(image_size=int(cfg["image_size"]), crop_pct=float(cfg["crop_pct"]),
+            spec = Preprocessing(image_size=int(cfg["image_size"]), crop_pct=float(cfg["crop_pct"]),
                                          interpolation=str(cfg["interpolation"]), mean=tuple(cfg["mean"]),
                                          std=tuple(cfg["std"]))
         except (KeyError, TypeError, ValueError) as exc:

@@ -245,7 +245,7 @@ def test_other_architecture_and_data_class_mismatch(digits_root, ckpts, tmp_path
 
     with pytest.raises(UserError, match="does not fit gpunet-1"):
         main([str(digits_root), "--model", "gpunet_1", "--checkpoint", str(ckpts["plain"]), *FAST])
-    with pytest.raises(UserError, match="holds gpunet_0 weights, not gpunet-1"):
+    with pytest.raises(UserError, match="holds gpunet-0 weights, not gpunet-1"):
         main([str(digits_root), "--model", "gpunet_1", "--checkpoint", str(ckpts["training"]), *FAST])
     five = tmp_path / "five"
     for cls in range(5):

@@ -13,6 +13,7 @@ from common.cli_errors import UserError
 from image_classification.export import aoti
 from image_classification.models import create_model
 from image_classification.models.gpunet import to_upstream_state_dict
+from image_classification.models.loading import load_checkpoint_model
 from tests.conftest import REPO, assert_one_line_error, run_script
 
 CLASSES = [f"digit {i}" for i in range(10)]
@@ -117,14 +118,15 @@ def test_export_refuses_bad_requests(tmp_path):
 
 
 def test_checkpoint_num_classes(tmp_path):
+    """The class count the exporter builds with comes from the checkpoint, in every layout."""
     b0 = create_model("efficientnet-b0", num_classes=7)
     torch.save({"module." + k: v for k, v in b0.state_dict().items()}, tmp_path / "plain.pth")
-    assert aoti.checkpoint_num_classes("efficientnet-b0", tmp_path / "plain.pth") == 7
+    assert load_checkpoint_model(tmp_path / "plain.pth", "efficientnet-b0").num_classes == 7
     torch.save({"state_dict": b0.state_dict(), "num_classes": 7}, tmp_path / "ours.pth")
-    assert aoti.checkpoint_num_classes("efficientnet-b0", tmp_path / "ours.pth") == 7
+    assert load_checkpoint_model(tmp_path / "ours.pth", "efficientnet-b0").num_classes == 7
     gpunet = create_model("gpunet-d1", num_classes=5)  # upstream's key names ("network.head:.net.8.weight")
     torch.save({"state_dict": to_upstream_state_dict(gpunet)}, tmp_path / "upstream.pth")
-    assert aoti.checkpoint_num_classes("gpunet-d1", tmp_path / "upstream.pth") == 5
+    assert load_checkpoint_model(tmp_path / "upstream.pth", "gpunet-d1").num_classes == 5
 
 
 def test_cli_errors_are_one_line(tmp_path):

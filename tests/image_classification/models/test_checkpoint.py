@@ -14,7 +14,8 @@ import torch
 
 from common.cli_errors import UserError
 from image_classification.models import create_model, get_model_info
-from image_classification.models.checkpoint import export_weights, load_pretrained
+from image_classification.models.checkpoint import load_pretrained
+from image_classification.models.loading import export_weights
 from tests.conftest import assert_one_line_error, run_in_process, run_script
 
 REPO = Path(__file__).resolve().parents[3]
