@@ -67,3 +67,31 @@ def trained_digits(digits_root, tmp_path_factory):
     # Every test that uses this fixture needs a model that learned; say so here rather than in 11 puzzling failures.
     assert summary["best_top1"] >= 90.0, f"the shared digits model did not learn: best top-1 {summary['best_top1']}"
     return summary, workspace
+
+
+@pytest.fixture
+def torch_home(tmp_path, monkeypatch):
+    """An empty torch hub cache for the test (TORCH_HOME=<tmp>/torch); returns the `checkpoints` folder where the
+    published weights are looked for. A test that called torch.hub.set_dir leaves torch's private `_hub_dir` set,
+    which outranks TORCH_HOME, so it is cleared here (and restored afterwards)."""
+    import torch
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setattr(torch.hub, "_hub_dir", None)
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    assert Path(torch.hub.get_dir()) == checkpoints.parent
+    checkpoints.mkdir(parents=True)
+    return checkpoints
+
+
+def save_published_weights(name: str, checkpoint: dict) -> Path:
+    """Put `checkpoint` where create_model(name, pretrained=True) looks for the published weights (under the
+    torch_home fixture's cache); returns the path."""
+    import torch
+
+    from image_classification.models import get_model_info
+    from image_classification.models.checkpoint import published_weights_path
+
+    path = published_weights_path(get_model_info(name))
+    torch.save(checkpoint, path)
+    return path

@@ -1,5 +1,6 @@
-# Importing the families fills the registry.
-from . import efficientnet, gpunet  # noqa: F401
+# Importing the families fills the registry; timm_registry then mirrors it into timm's (when timm is installed),
+# so it must come after them.
+from . import efficientnet, gpunet, timm_registry  # noqa: F401
 from .registry import ModelInfo, create_model, get_model_info, list_models, register_model
 
 __all__ = ["ModelInfo", "create_model", "get_model_info", "list_models", "register_model"]

@@ -4,7 +4,8 @@ Layouts understood:
 - a plain state dict (upstream `checkpoint2model.py` output, NGC `.pth` files, torchvision/timm style);
 - upstream ConvNets training checkpoints (`state_dict`, optional `state_dict_ema`, `module.` prefixes from DDP);
 - timm training checkpoints (`state_dict`, `state_dict_ema`, pickled `args`);
-- this project's checkpoints (a superset of upstream's layout, see training/checkpointing.py).
+- this project's checkpoints (a superset of upstream's layout, see training/checkpointing.py);
+- timm's `efficientnet_bN` weights, renamed for our EfficientNet (timm_weights.py).
 Family-specific spellings (old NGC `layerN.` keys, SE weight shapes, GPUNet's module names) are handled by the
 model's own `adapt_state_dict`.
 """
@@ -20,6 +21,8 @@ import torch
 import torch.nn as nn
 
 from common.cli_errors import UserError
+
+from .timm_weights import convert_timm_efficientnet, is_timm_efficientnet_state_dict
 
 WEIGHT_CHOICES = ("auto", "ema", "raw")
 _PREFIXES = ("module.", "_orig_mod.")
@@ -136,6 +139,8 @@ def load_state_dict_checked(
 ) -> None:
     """Strict load after the model's own key adaptation; any mismatch is one line naming the keys."""
     state_dict = strip_prefixes(state_dict)
+    if is_timm_efficientnet_state_dict(state_dict):  # timm's efficientnet_bN weights, renamed to ours
+        state_dict = convert_timm_efficientnet(state_dict, getattr(model, "pretrained_cfg", {}).get("architecture"))
     if hasattr(model, "adapt_state_dict"):
         state_dict = model.adapt_state_dict(state_dict)
     own = model.state_dict()

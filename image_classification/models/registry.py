@@ -51,8 +51,10 @@ _ALIASES: dict[str, str] = {}
 
 
 def _key(name: str) -> str:
-    # Upstream spells names both ways (efficientnet-b0 in ConvNets, gpunet_0 in timm); treat them as one.
-    return name.strip().lower().replace("_", "-")
+    # Upstream spells names both ways (efficientnet-b0 in ConvNets, gpunet_0 in timm); treat them as one. The
+    # `nvidia_` prefix of upstream's torch.hub names and of our timm registrations (nvidia_gpunet_0) names the same
+    # model, so checkpoints that timm's scripts save under that name load everywhere.
+    return name.strip().lower().replace("_", "-").removeprefix("nvidia-")
 
 
 def register_model(info: ModelInfo) -> ModelInfo:
