@@ -79,6 +79,8 @@ def timm_kwargs_to_ours(info: ModelInfo, kwargs: dict) -> dict:
     global_pool, bn_momentum, bn_eps) -> our builder's; what our models cannot honour is one clear error, never
     silently ignored (upstream's GPUNet factories dropped them)."""
     ours = dict(kwargs)
+    # timm passes a folder's config.json model_args twice: merged into the keywords and as this one.
+    ours.pop("pretrained_model_args", None)
     timm_name_ = timm_name(info.name)
     in_chans = ours.pop("in_chans", 3)
     if in_chans != 3:
@@ -112,11 +114,13 @@ def make_entrypoint(info: ModelInfo):
     name = timm_name(info.name)
 
     def entrypoint(pretrained: bool = False, pretrained_cfg=None, pretrained_cfg_overlay=None, cache_dir=None,
-                   num_classes: int = 1000, **kwargs):
+                   num_classes: int | None = None, **kwargs):
         # cache_dir is accepted because timm's create_model always passes it; nothing is downloaded to use it.
         from timm.models import resolve_pretrained_cfg
 
         cfg = resolve_pretrained_cfg(name, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=pretrained_cfg_overlay)
+        if num_classes is None:  # a local-dir: / Hub folder's config.json says how many classes its weights have
+            num_classes = cfg.num_classes if pretrained and cfg.num_classes else 1000
         # timm's --pretrained-path names a file in the overlay; otherwise the published weights, from the cache only.
         # fresh_classifier: like timm, another class count keeps the backbone and starts a new head.
         weights = (cfg.file or True) if pretrained else None

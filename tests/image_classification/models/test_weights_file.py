@@ -233,3 +233,21 @@ def test_save_pretrained_api(tmp_path):
     assert_weights(loaded.model, model.state_dict())
     with pytest.raises(UserError, match="2 class names given for a model with 3 classes"):
         save_pretrained(model, tmp_path / "bad", class_names=["a", "b"])
+
+
+def test_hf_folder_loads_in_timm(tmp_path):
+    """The folder is what timm's local-dir: (and the Hub) read: same weights, class count and preprocessing."""
+    import timm
+
+    import image_classification.models  # noqa: F401  (registers the nvidia_ names with timm)
+
+    checkpoint, raw, _ = training_checkpoint(tmp_path / "checkpoint.pth.tar")
+    export_weights(checkpoint, tmp_path / "hf", fmt="hf")
+    model = timm.create_model(f"local-dir:{tmp_path / 'hf'}", pretrained=True).eval()
+    ours = load_checkpoint_model(tmp_path / "hf").model
+    x = torch.randn(2, 3, 48, 48, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), ours(x), rtol=0, atol=0)
+    config = timm.data.resolve_data_config({}, model=model)
+    assert tuple(config["input_size"]) == (3, 48, 48) and config["crop_pct"] == 0.75
+    assert config["interpolation"] == "bilinear" and tuple(config["mean"]) == (0.5, 0.5, 0.5)
