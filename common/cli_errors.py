@@ -83,12 +83,15 @@ def _leave_exit_status(code: object) -> None:
 
 import argparse  # noqa: E402
 
-TRUE_WORDS = ("1", "true", "yes", "y", "on")
-FALSE_WORDS = ("0", "false", "no", "n", "off")
+# The words of timm's str2bool (upstream GPUNet's --enable-distill/--test-teacher: yes/true/t/y/1, no/false/f/n/0),
+# plus on/off.
+TRUE_WORDS = ("1", "true", "yes", "y", "t", "on")
+FALSE_WORDS = ("0", "false", "no", "n", "f", "off")
 
 
 def str2bool(value: str) -> bool:
-    """Real booleans for flags upstream typed as `type=bool` (where `--trt False` meant True)."""
+    """Real booleans for flags upstream typed as `type=bool` (where `--trt False` meant True) or with timm's
+    str2bool (`--test-teacher False`)."""
     text = str(value).strip().lower()
     if text in TRUE_WORDS:
         return True
@@ -100,13 +103,15 @@ def str2bool(value: str) -> bool:
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with the project's error convention: one line and exit 2 (not the whole usage block).
 
-    `bool_flags` may be given bare (`--trt`) or with a value (`--trt False`); a bare one never swallows the next
-    argument, so `main.py --trt /imagenet` keeps /imagenet as the data path.
+    `bool_flags` may be given bare (`--trt`, meaning true) or with a value (`--trt False`, `--trt=no`); a bare one
+    never swallows the next argument, so `main.py --trt /imagenet` keeps /imagenet as the data path. A word after a
+    bare one that nothing else takes (`--test-teacher maybe`) is reported as that flag's bad value.
     """
 
     def __init__(self, *args, bool_flags: tuple[str, ...] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self.bool_flags = set(bool_flags)
+        self._after_bare_bool: dict[str, str] = {}  # token -> the bare bool flag it followed (last parse)
 
     def add_bool_flag(self, *names, group=None, **kwargs):
         self.bool_flags.update(n for n in names if n.startswith("--"))
@@ -114,6 +119,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def _normalise_bools(self, args):
         out, i = [], 0
+        self._after_bare_bool = {}
         while i < len(args):
             token = args[i]
             if token in self.bool_flags:
@@ -123,6 +129,8 @@ class ArgumentParser(argparse.ArgumentParser):
                     i += 2
                     continue
                 out.append(f"{token}=true")
+                if nxt is not None and not nxt.startswith("-"):
+                    self._after_bare_bool.setdefault(nxt, token)
             else:
                 out.append(token)
             i += 1
@@ -133,6 +141,15 @@ class ArgumentParser(argparse.ArgumentParser):
 
         args = list(sys.argv[1:] if args is None else args)
         return super().parse_known_args(self._normalise_bools(args), namespace)
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            flag = self._after_bare_bool.get(extras[0])
+            if flag is not None:  # `--test-teacher maybe`: the word was meant as the flag's value
+                self.error(f"argument {flag}: expected true or false (or nothing, for true), got {extras[0]!r}")
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
 
     def error(self, message):
         fail(f"{message} (see {self.prog} --help)")

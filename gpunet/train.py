@@ -187,8 +187,11 @@ def build_parser() -> ArgumentParser:
                    help="torch.compile the model for training (timm's flag; only the inductor backend)")
     g.add_argument("--log-wandb", action="store_true")
     g = p.add_argument_group("distillation")
+    # timm's str2bool flags, as upstream's: bare means true, or a value (upstream's D1/D2/P0/P1 recipes say
+    # `--test-teacher False`, GPUNet-0/1/2's `--enable-distill False`).
     p.add_bool_flag("--enable-distill", group=g, default=False, metavar="BOOL", help="train with a teacher")
-    g.add_argument("--test-teacher", action="store_true", help="validate the teacher before training")
+    p.add_bool_flag("--test-teacher", group=g, default=False, metavar="BOOL",
+                    help="validate the teacher before training")
     g.add_argument("--teacher", default="", help="registered or timm model name of the teacher")
     g.add_argument("--teacher-checkpoint", default="", metavar="PATH", help="the teacher's weights (required)")
     g.add_argument("--teacher-img-size", type=int, default=224, help="resolution the teacher sees")
