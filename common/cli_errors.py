@@ -46,11 +46,57 @@ def describe_os_error(exc: OSError) -> str:
 EXIT_STATUS_FILE_ENV = "IMAGE_CLASSIFICATION_EXIT_STATUS_FILE"
 
 
+# 128 + SIGPIPE: what a shell reports for a writer whose reader went away (`main.py --help | head -1`).
+EXIT_BROKEN_PIPE = 141
+
+
+def _run_and_flush(main: Callable[..., object], args, kwargs) -> object:
+    """main's result, with stdout flushed before returning (or exiting, as argparse does after --help): a reader
+    that went away shows up here, as a BrokenPipeError, rather than in the interpreter's last flush."""
+    try:
+        result = main(*args, **kwargs)
+    except SystemExit:
+        sys.stdout.flush()
+        raise
+    sys.stdout.flush()
+    return result
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe nobody reads any more (POLLERR on its write end); True where that cannot be asked,
+    since stdout is then the likeliest writer that failed."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() (Windows), no fileno (a test's capture)
+        return True
+
+
+def _silence_stdout() -> None:
+    """The Python docs' recipe for SIGPIPE: point stdout at /dev/null, so that the interpreter's final flush of what
+    is still buffered does not fail again and print 'Exception ignored ... BrokenPipeError'."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        sys.stdout = None  # no real file descriptor: drop the stream, so nothing is flushed at exit
+
+
 def run_cli(main: Callable[..., object], *args, **kwargs) -> None:
     code: object = 1
     try:
         try:
-            result = main(*args, **kwargs)
+            result = _run_and_flush(main, args, kwargs)
+        except BrokenPipeError:
+            # The reader of stdout went away (`... | head`): what it wanted is written; stop quietly. A broken pipe
+            # elsewhere (a socket, a child's stdin) is a real failure and keeps its traceback.
+            if not _stdout_reader_gone():
+                raise
+            _silence_stdout()
+            raise SystemExit(EXIT_BROKEN_PIPE) from None
         except UserError as exc:
             if debugging():
                 raise
@@ -153,6 +199,18 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def error(self, message):
         fail(f"{message} (see {self.prog} --help)")
+
+
+class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help with the description as written and each option's default after its help text, as argparse's
+    ArgumentDefaultsHelpFormatter does, except where the text already says the default, where the default is None
+    or '' (the text says what happens then) and for on/off switches."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.nargs == 0 or action.default in (None, "", argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _whole_number(value: str) -> int:

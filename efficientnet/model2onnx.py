@@ -19,7 +19,7 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repos
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli_errors import ArgumentParser, run_cli  # noqa: E402
-from image_classification.export import onnx as onnx_export  # noqa: E402
+from image_classification.export import onnx_flags  # noqa: E402
 
 
 def add_model_arguments(p: ArgumentParser, g: argparse._ArgumentGroup) -> None:
@@ -28,18 +28,22 @@ def add_model_arguments(p: ArgumentParser, g: argparse._ArgumentGroup) -> None:
                          "a real boolean, unlike upstream's")
 
 
-DIALECT = onnx_export.ExportDialect(
+DIALECT = onnx_flags.ExportDialect(
     prog="model2onnx.py", family="efficientnet", default_arch="efficientnet-b0",
     add_model_arguments=add_model_arguments, model_kwargs=("trt",),
 )
 
 
 def build_parser() -> ArgumentParser:
-    return onnx_export.build_parser(DIALECT)
+    return onnx_flags.build_parser(DIALECT)
 
 
 def main(argv=None) -> None:
-    onnx_export.run(build_parser().parse_args(argv), DIALECT)
+    args = build_parser().parse_args(argv)
+    # Imported after parsing: the exporter needs torch, and --help (or a bad flag) should not wait for it.
+    from image_classification.export import onnx as onnx_export
+
+    onnx_export.run(args, DIALECT)
 
 
 if __name__ == "__main__":

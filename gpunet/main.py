@@ -46,9 +46,11 @@ def run(args: argparse.Namespace) -> dict | None:
 
 
 def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    # Imported after parsing: the trainer needs torch, and --help (or a bad flag) should not wait for it.
     from image_classification.training.trainer import exit_status
 
-    return exit_status(run(build_parser().parse_args(argv)))
+    return exit_status(run(args))
 
 
 if __name__ == "__main__":

@@ -8,11 +8,10 @@ from torchvision.transforms import InterpolationMode
 
 from common.cli_errors import UserError
 
-INTERPOLATIONS = {
-    "bilinear": InterpolationMode.BILINEAR,
-    "bicubic": InterpolationMode.BICUBIC,
-    "nearest": InterpolationMode.NEAREST,
-}
+from . import choices
+
+# torchvision's modes are named as the command lines spell them (choices.py, which parsers import without torch).
+INTERPOLATIONS = {name: InterpolationMode(name) for name in choices.INTERPOLATIONS}
 AUGMENTATIONS = ("none", "autoaugment", "randaugment", "rand-<timm spec>, e.g. rand-m9-mstd0.5", "augmix-<timm spec>")
 
 
