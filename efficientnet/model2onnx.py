@@ -2,6 +2,7 @@
 
     python model2onnx.py --arch efficientnet-b0 --pretrained-from-file model.pth.tar [--output model.onnx]
         [--image-size N] [-b N] [--opset 17] [--device cpu|cuda] [--precision fp32|fp16] [--trt BOOL]
+        [--num_classes N] [--bn_epsilon X] [--dropout P] ...  (upstream's model flags; default: the checkpoint's)
 
 Unlike upstream's: inputs INPUT__0 and outputs OUTPUT__0 with a dynamic batch, opset 17 or later, no removed
 torch arguments, a default output name even without a checkpoint, preprocessing in the file's metadata, and an
@@ -19,18 +20,17 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repos
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli_errors import ArgumentParser, run_cli  # noqa: E402
+from efficientnet import model_flags  # noqa: E402
 from image_classification.export import onnx_flags  # noqa: E402
 
 
 def add_model_arguments(p: ArgumentParser, g: argparse._ArgumentGroup) -> None:
-    p.add_bool_flag("--trt", group=g, default=None, metavar="BOOL",
-                    help="1x1-conv squeeze-excitation, TensorRT-friendly (default: the checkpoint's, else false); "
-                         "a real boolean, unlike upstream's")
+    model_flags.add_model_arguments(p, g, from_checkpoint=True)
 
 
 DIALECT = onnx_flags.ExportDialect(
     prog="model2onnx.py", family="efficientnet", default_arch="efficientnet-b0",
-    add_model_arguments=add_model_arguments, model_kwargs=("trt",),
+    add_model_arguments=add_model_arguments, model_kwargs=model_flags.MODEL_KWARGS,
 )
 
 

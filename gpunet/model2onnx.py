@@ -21,18 +21,17 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repos
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli_errors import ArgumentParser, run_cli  # noqa: E402
+from gpunet import model_flags  # noqa: E402
 from image_classification.export import onnx_flags  # noqa: E402
 
 
 def add_model_arguments(p: ArgumentParser, g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--model-config", "--model_config", dest="model_config", default=None, metavar="FILE",
-                   help="an upstream-format GPUNet JSON that replaces the built-in architecture "
-                        "(default: the checkpoint's)")
+    model_flags.add_model_arguments(p, g, from_checkpoint=True)
 
 
 DIALECT = onnx_flags.ExportDialect(
     prog="model2onnx.py", family="gpunet", default_arch="gpunet-0",
-    add_model_arguments=add_model_arguments, model_kwargs=("model_config",),
+    add_model_arguments=add_model_arguments, model_kwargs=model_flags.MODEL_KWARGS,
 )
 
 

@@ -282,6 +282,8 @@ def load_classifier(
     fast: bool | None = None,
     compile: bool = True,
     batch_size: int | None = None,
+    num_classes: int | None = None,
+    model_kwargs: dict | None = None,
 ) -> Classifier:
     """Build `arch` (or the architecture the checkpoint names) with the weights of `weights` (any layout the loader
     reads) or, with `pretrained`, the published weights from the torch hub cache.
@@ -292,6 +294,9 @@ def load_classifier(
     precision: "fp32" or "fp16" (autocast; default on CUDA; refused on CPU). fast (default: on CUDA): the inference
     fast path (`inference.fast.fast_predictor`: BN folded, fp16 weights, channels_last, torch.compile unless
     `compile` is False, a CUDA graph for `batch_size` images; smaller batches are padded into it).
+    `num_classes` is used where the checkpoint does not record its class count (a checkpoint that records another
+    is an error); `model_kwargs` (upstream's model flags: bn_epsilon, trt, ...) go to the model's construction over
+    the checkpoint's own.
     """
     from image_classification.models import create_model, get_model_info
     from image_classification.models.checkpoint import (
@@ -346,8 +351,14 @@ def load_classifier(
     state_dict, which = select_state_dict(checkpoint, weights_kind, source=str(path))
     state_dict = strip_prefixes(state_dict)
 
+    wanted_classes, wanted_kwargs = num_classes, model_kwargs or {}
     model_kwargs = meta.get("model_kwargs") if isinstance(meta.get("model_kwargs"), dict) else {}
+    model_kwargs = {**model_kwargs, **wanted_kwargs}  # the command line's model flags win
     num_classes = meta.get("num_classes")
+    if isinstance(num_classes, int) and wanted_classes is not None and num_classes != wanted_classes:
+        raise UserError(f"{path} holds a {num_classes}-class model, not {wanted_classes}: drop --num_classes")
+    if (not isinstance(num_classes, int) or num_classes < 1) and wanted_classes is not None:
+        num_classes = wanted_classes  # a plain state dict: the flag says; loading checks the classifier agrees
     if not isinstance(num_classes, int) or num_classes < 1:
         probe = create_model(info.name, num_classes=IMAGENET_CLASSES, **model_kwargs)
         num_classes = _classifier_width(probe, state_dict) or IMAGENET_CLASSES
@@ -481,7 +492,8 @@ def format_text(path: str, predictions: list[Prediction]) -> str:
     return "\n".join([path] + [f"{name}: {100.0 * p:.1f}%" for name, _, p in predictions])
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, model_kwargs: Sequence[str] = ()) -> int:
+    """classify.py's run; `model_kwargs` names the model flags of `args` that go to the model's construction."""
     device = _device_from_args(args)
     precision = PRECISIONS[args.precision] if args.precision else None
     if precision == "fp16" and device.type != "cuda":
@@ -492,6 +504,8 @@ def run(args: argparse.Namespace) -> int:
         args.arch, args.weights, device=device, weights_kind=args.weights_kind, pretrained=args.pretrained,
         image_size=args.image_size, crop_pct=args.crop_pct, labels=args.labels, interpolation=args.interpolation,
         precision=precision, fast=args.fast, compile=args.compile, batch_size=args.batch_size,
+        num_classes=getattr(args, "num_classes", None),
+        model_kwargs={k: getattr(args, k) for k in model_kwargs if getattr(args, k, None) is not None},
     )
     topk = min(DEFAULT_TOPK, classifier.num_classes) if args.topk is None else classifier.check_topk(args.topk)
 

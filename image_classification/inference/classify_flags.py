@@ -3,6 +3,7 @@ import torch: efficientnet/classify.py and gpunet/classify.py import this first 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 
 from common.cli_errors import ArgumentParser, positive_int
 from image_classification.data.choices import INTERPOLATIONS
@@ -12,7 +13,11 @@ DEFAULT_BATCH = 32
 PRECISIONS = {"AMP": "fp16", "FP32": "fp32"}
 
 
-def build_parser(prog: str = "classify.py", description: str | None = None) -> ArgumentParser:
+def build_parser(prog: str = "classify.py", description: str | None = None,
+                 add_model_arguments: Callable[[ArgumentParser, argparse._ArgumentGroup], None] | None = None,
+                 ) -> ArgumentParser:
+    """classify.py's parser; `add_model_arguments` adds a model family's flags (upstream's classify.py took the
+    architecture's model flags too), whose values classify.run passes to the model's construction."""
     p = ArgumentParser(prog=prog, description=description or __doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", "-a", metavar="ARCH", default=None,
@@ -46,4 +51,10 @@ def build_parser(prog: str = "classify.py", description: str | None = None) -> A
     p.add_argument("--no-compile", dest="compile", action="store_false",
                    help="the GPU fast path without torch.compile (starts faster, runs slower)")
     p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
+    g = p.add_argument_group("model flags (upstream's, with underscores)")
+    g.add_argument("--num_classes", "--num-classes", dest="num_classes", type=positive_int, default=None,
+                   metavar="N", help="class count (default: the checkpoint's, else its classifier's width); a "
+                                     "checkpoint with another count is an error")
+    if add_model_arguments is not None:
+        add_model_arguments(p, g)
     return p
