@@ -8,10 +8,9 @@ nox.options.reuse_existing_virtualenvs = False
 @nox.session
 def tests(session):
     """The CPU test suite: everything that does not need a GPU."""
-    session.install("-e", ".[dev]")
-    # DALI's CPU pipelines run without a GPU, so the dali-cpu backend is tested here; the CUDA 13 build is the
-    # smaller download (the project's `dali` extra names the CUDA 12 build, which behaves the same on the CPU).
-    session.install("nvidia-dali-cuda130")
+    # DALI's CPU pipelines run without a GPU, so the dali-cpu backend is tested here: the `dali` extra, DALI's CUDA 13
+    # build, the one that matches PyPI's torch.
+    session.install("-e", ".[dev,dali]")
     # INT8 quantization (tests/image_classification/quantization): the version the code was written against, and
     # the two packages modelopt imports without declaring them.
     session.install("nvidia-modelopt==0.47.0", "requests", "huggingface_hub")

@@ -7,7 +7,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 PYTHON="${PYTHON:-python3}"
 VENV="${VENV:-.venv}"
 OUT="${OUT:-runs/quickstart}"
-EPOCHS="${EPOCHS:-8}"
+DEFAULT_EPOCHS=8
+EPOCHS="${EPOCHS:-$DEFAULT_EPOCHS}"
 step() { printf '\n==> %s\n' "$*"; }
 
 step "virtual environment in $VENV and the project (PyTorch is large: a minute or two)"
@@ -38,15 +39,19 @@ step "evaluating the best checkpoint"
 step "learning curves"
 "$PY" -m common.plot_reports "$OUT/raport.json" -o "$OUT/curves.png" --labels efficientnet-b0
 
-"$PY" - "$OUT" <<'PYEOF'
+# The 90% gate holds for the default epoch count, which the README's number was measured with; a shorter run
+# (EPOCHS=2) that learned less is not a failure.
+"$PY" - "$OUT" "$EPOCHS" "$DEFAULT_EPOCHS" <<'PYEOF'
 import json, sys
 from pathlib import Path
-out = Path(sys.argv[1])
+out, epochs, default_epochs = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 top1 = json.loads((out / "evaluate" / "summary.json").read_text())["val"]["top1"]
 print(f"\nEfficientNet-B0 on the digits: {top1:.2f}% top-1 on {out / 'evaluate'} (held-out val/)")
 print(f"  best checkpoint: {out / 'model_best.pth.tar'}")
 print(f"  training report: {out / 'raport.json'} (DLLogger JSON), summary: {out / 'summary.json'}")
 print(f"  curves:          {out / 'curves.png'}")
-if top1 < 90.0:
-    sys.exit(f"error: expected at least 90% top-1, got {top1:.2f}%")
+if epochs != default_epochs:
+    print(f"  (the 90% top-1 check applies to the default {default_epochs} epochs; this run had {epochs})")
+elif top1 < 90.0:
+    sys.exit(f"error: expected at least 90% top-1 after {epochs} epochs, got {top1:.2f}%")
 PYEOF

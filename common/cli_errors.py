@@ -46,11 +46,57 @@ def describe_os_error(exc: OSError) -> str:
 EXIT_STATUS_FILE_ENV = "IMAGE_CLASSIFICATION_EXIT_STATUS_FILE"
 
 
+# 128 + SIGPIPE: what a shell reports for a writer whose reader went away (`main.py --help | head -1`).
+EXIT_BROKEN_PIPE = 141
+
+
+def _run_and_flush(main: Callable[..., object], args, kwargs) -> object:
+    """main's result, with stdout flushed before returning (or exiting, as argparse does after --help): a reader
+    that went away shows up here, as a BrokenPipeError, rather than in the interpreter's last flush."""
+    try:
+        result = main(*args, **kwargs)
+    except SystemExit:
+        sys.stdout.flush()
+        raise
+    sys.stdout.flush()
+    return result
+
+
+def _stdout_reader_gone() -> bool:
+    """Whether stdout is a pipe nobody reads any more (POLLERR on its write end); True where that cannot be asked,
+    since stdout is then the likeliest writer that failed."""
+    import select
+
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(event & select.POLLERR for _, event in poller.poll(0))
+    except (AttributeError, OSError, ValueError):  # no poll() (Windows), no fileno (a test's capture)
+        return True
+
+
+def _silence_stdout() -> None:
+    """The Python docs' recipe for SIGPIPE: point stdout at /dev/null, so that the interpreter's final flush of what
+    is still buffered does not fail again and print 'Exception ignored ... BrokenPipeError'."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (AttributeError, OSError, ValueError):
+        sys.stdout = None  # no real file descriptor: drop the stream, so nothing is flushed at exit
+
+
 def run_cli(main: Callable[..., object], *args, **kwargs) -> None:
     code: object = 1
     try:
         try:
-            result = main(*args, **kwargs)
+            result = _run_and_flush(main, args, kwargs)
+        except BrokenPipeError:
+            # The reader of stdout went away (`... | head`): what it wanted is written; stop quietly. A broken pipe
+            # elsewhere (a socket, a child's stdin) is a real failure and keeps its traceback.
+            if not _stdout_reader_gone():
+                raise
+            _silence_stdout()
+            raise SystemExit(EXIT_BROKEN_PIPE) from None
         except UserError as exc:
             if debugging():
                 raise
@@ -83,12 +129,15 @@ def _leave_exit_status(code: object) -> None:
 
 import argparse  # noqa: E402
 
-TRUE_WORDS = ("1", "true", "yes", "y", "on")
-FALSE_WORDS = ("0", "false", "no", "n", "off")
+# The words of timm's str2bool (upstream GPUNet's --enable-distill/--test-teacher: yes/true/t/y/1, no/false/f/n/0),
+# plus on/off.
+TRUE_WORDS = ("1", "true", "yes", "y", "t", "on")
+FALSE_WORDS = ("0", "false", "no", "n", "f", "off")
 
 
 def str2bool(value: str) -> bool:
-    """Real booleans for flags upstream typed as `type=bool` (where `--trt False` meant True)."""
+    """Real booleans for flags upstream typed as `type=bool` (where `--trt False` meant True) or with timm's
+    str2bool (`--test-teacher False`)."""
     text = str(value).strip().lower()
     if text in TRUE_WORDS:
         return True
@@ -100,13 +149,15 @@ def str2bool(value: str) -> bool:
 class ArgumentParser(argparse.ArgumentParser):
     """argparse with the project's error convention: one line and exit 2 (not the whole usage block).
 
-    `bool_flags` may be given bare (`--trt`) or with a value (`--trt False`); a bare one never swallows the next
-    argument, so `main.py --trt /imagenet` keeps /imagenet as the data path.
+    `bool_flags` may be given bare (`--trt`, meaning true) or with a value (`--trt False`, `--trt=no`); a bare one
+    never swallows the next argument, so `main.py --trt /imagenet` keeps /imagenet as the data path. A word after a
+    bare one that nothing else takes (`--test-teacher maybe`) is reported as that flag's bad value.
     """
 
     def __init__(self, *args, bool_flags: tuple[str, ...] = (), **kwargs):
         super().__init__(*args, **kwargs)
         self.bool_flags = set(bool_flags)
+        self._after_bare_bool: dict[str, str] = {}  # token -> the bare bool flag it followed (last parse)
 
     def add_bool_flag(self, *names, group=None, **kwargs):
         self.bool_flags.update(n for n in names if n.startswith("--"))
@@ -114,6 +165,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
     def _normalise_bools(self, args):
         out, i = [], 0
+        self._after_bare_bool = {}
         while i < len(args):
             token = args[i]
             if token in self.bool_flags:
@@ -123,6 +175,8 @@ class ArgumentParser(argparse.ArgumentParser):
                     i += 2
                     continue
                 out.append(f"{token}=true")
+                if nxt is not None and not nxt.startswith("-"):
+                    self._after_bare_bool.setdefault(nxt, token)
             else:
                 out.append(token)
             i += 1
@@ -134,8 +188,29 @@ class ArgumentParser(argparse.ArgumentParser):
         args = list(sys.argv[1:] if args is None else args)
         return super().parse_known_args(self._normalise_bools(args), namespace)
 
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            flag = self._after_bare_bool.get(extras[0])
+            if flag is not None:  # `--test-teacher maybe`: the word was meant as the flag's value
+                self.error(f"argument {flag}: expected true or false (or nothing, for true), got {extras[0]!r}")
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
     def error(self, message):
         fail(f"{message} (see {self.prog} --help)")
+
+
+class DefaultsHelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """--help with the description as written and each option's default after its help text, as argparse's
+    ArgumentDefaultsHelpFormatter does, except where the text already says the default, where the default is None
+    or '' (the text says what happens then) and for on/off switches."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.nargs == 0 or action.default in (None, "", argparse.SUPPRESS):
+            return text
+        return f"{text} (default: %(default)s)"
 
 
 def _whole_number(value: str) -> int:

@@ -21,9 +21,12 @@ CONFIGS = Path(__file__).resolve().with_name("configs.yml")
 
 
 def main(argv=None) -> int:
+    summary = launch(argv, CONFIGS, build_parser, run)
+    if summary is None:  # --help or --dry-run: nothing ran, and the trainer (torch) is not imported just to say 0
+        return 0
     from image_classification.training.trainer import exit_status
 
-    return exit_status(launch(argv, CONFIGS, build_parser, run))
+    return exit_status(summary)
 
 
 if __name__ == "__main__":

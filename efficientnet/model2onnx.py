@@ -2,6 +2,7 @@
 
     python model2onnx.py --arch efficientnet-b0 --pretrained-from-file model.pth.tar [--output model.onnx]
         [--image-size N] [-b N] [--opset 17] [--device cpu|cuda] [--precision fp32|fp16] [--trt BOOL]
+        [--num_classes N] [--bn_epsilon X] [--dropout P] ...  (upstream's model flags; default: the checkpoint's)
 
 Unlike upstream's: inputs INPUT__0 and outputs OUTPUT__0 with a dynamic batch, opset 17 or later, no removed
 torch arguments, a default output name even without a checkpoint, preprocessing in the file's metadata, and an
@@ -19,27 +20,30 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repos
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli_errors import ArgumentParser, run_cli  # noqa: E402
-from image_classification.export import onnx as onnx_export  # noqa: E402
+from efficientnet import model_flags  # noqa: E402
+from image_classification.export import onnx_flags  # noqa: E402
 
 
 def add_model_arguments(p: ArgumentParser, g: argparse._ArgumentGroup) -> None:
-    p.add_bool_flag("--trt", group=g, default=None, metavar="BOOL",
-                    help="1x1-conv squeeze-excitation, TensorRT-friendly (default: the checkpoint's, else false); "
-                         "a real boolean, unlike upstream's")
+    model_flags.add_model_arguments(p, g, from_checkpoint=True)
 
 
-DIALECT = onnx_export.ExportDialect(
+DIALECT = onnx_flags.ExportDialect(
     prog="model2onnx.py", family="efficientnet", default_arch="efficientnet-b0",
-    add_model_arguments=add_model_arguments, model_kwargs=("trt",),
+    add_model_arguments=add_model_arguments, model_kwargs=model_flags.MODEL_KWARGS,
 )
 
 
 def build_parser() -> ArgumentParser:
-    return onnx_export.build_parser(DIALECT)
+    return onnx_flags.build_parser(DIALECT)
 
 
 def main(argv=None) -> None:
-    onnx_export.run(build_parser().parse_args(argv), DIALECT)
+    args = build_parser().parse_args(argv)
+    # Imported after parsing: the exporter needs torch, and --help (or a bad flag) should not wait for it.
+    from image_classification.export import onnx as onnx_export
+
+    onnx_export.run(args, DIALECT)
 
 
 if __name__ == "__main__":

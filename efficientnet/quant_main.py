@@ -33,9 +33,11 @@ def build_parser() -> ArgumentParser:
 
 
 def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    # Imported after parsing: the trainer needs torch, and --help (or a bad flag) should not wait for it.
     from image_classification.training.trainer import exit_status
 
-    return exit_status(convnets.run(build_parser().parse_args(argv), DIALECT))
+    return exit_status(convnets.run(args, DIALECT))
 
 
 if __name__ == "__main__":

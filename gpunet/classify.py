@@ -17,15 +17,24 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repos
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli_errors import run_cli  # noqa: E402
-from image_classification.inference import classify  # noqa: E402
+from gpunet import model_flags  # noqa: E402
+from image_classification.inference import classify_flags  # noqa: E402
+
+
+def add_model_arguments(p, g) -> None:
+    model_flags.add_model_arguments(p, g, from_checkpoint=True)
 
 
 def build_parser():
-    return classify.build_parser("classify.py", __doc__)
+    return classify_flags.build_parser("classify.py", __doc__, add_model_arguments)
 
 
 def main(argv=None) -> int:
-    return classify.main(argv, prog="classify.py", description=__doc__)
+    args = build_parser().parse_args(argv)
+    # Imported after parsing: the classifier needs torch, and --help (or a bad flag) should not wait for it.
+    from image_classification.inference import classify
+
+    return classify.run(args, model_flags.MODEL_KWARGS)
 
 
 if __name__ == "__main__":

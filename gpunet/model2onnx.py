@@ -21,27 +21,30 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repos
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli_errors import ArgumentParser, run_cli  # noqa: E402
-from image_classification.export import onnx as onnx_export  # noqa: E402
+from gpunet import model_flags  # noqa: E402
+from image_classification.export import onnx_flags  # noqa: E402
 
 
 def add_model_arguments(p: ArgumentParser, g: argparse._ArgumentGroup) -> None:
-    g.add_argument("--model-config", "--model_config", dest="model_config", default=None, metavar="FILE",
-                   help="an upstream-format GPUNet JSON that replaces the built-in architecture "
-                        "(default: the checkpoint's)")
+    model_flags.add_model_arguments(p, g, from_checkpoint=True)
 
 
-DIALECT = onnx_export.ExportDialect(
+DIALECT = onnx_flags.ExportDialect(
     prog="model2onnx.py", family="gpunet", default_arch="gpunet-0",
-    add_model_arguments=add_model_arguments, model_kwargs=("model_config",),
+    add_model_arguments=add_model_arguments, model_kwargs=model_flags.MODEL_KWARGS,
 )
 
 
 def build_parser() -> ArgumentParser:
-    return onnx_export.build_parser(DIALECT)
+    return onnx_flags.build_parser(DIALECT)
 
 
 def main(argv=None) -> None:
-    onnx_export.run(build_parser().parse_args(argv), DIALECT)
+    args = build_parser().parse_args(argv)
+    # Imported after parsing: the exporter needs torch, and --help (or a bad flag) should not wait for it.
+    from image_classification.export import onnx as onnx_export
+
+    onnx_export.run(args, DIALECT)
 
 
 if __name__ == "__main__":

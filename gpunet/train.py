@@ -1,4 +1,4 @@
-"""Train GPUNet (or any registered model) with the timm-style flags of upstream GPUNet's train.py:
+r"""Train GPUNet (or any registered model) with the timm-style flags of upstream GPUNet's train.py:
 
     python train.py /imagenet --model gpunet_0 --sched step --decay-epochs 2.4 --decay-rate .97 --opt rmsproptf \
         -b 192 --epochs 450 --opt-eps .001 -j 8 --warmup-lr 1e-6 --weight-decay 1e-5 --drop 0.3 --drop-path 0.2 \
@@ -19,7 +19,7 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script from a checkout: make the repository importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from common.cli_errors import ArgumentParser, UserError, run_cli  # noqa: E402
+from common.cli_errors import ArgumentParser, DefaultsHelpFormatter, UserError, run_cli  # noqa: E402
 from image_classification.cli.run_flags import add_reliability_arguments, reliability_config  # noqa: E402
 from image_classification.training.config import TrainingConfig  # noqa: E402
 
@@ -71,14 +71,14 @@ UNSUPPORTED = [
 
 
 def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="train.py", description=__doc__, formatter_class=DefaultsHelpFormatter)
     p.add_argument("-c", "--config", default="", metavar="FILE", help="YAML file of flag defaults (read first)")
     p.add_argument("data_dir", metavar="DIR", nargs="?", help="dataset root with train/ and val/ (or validation/)")
     p.add_argument("--dllogger-name", default=None, metavar="PATH",
                    help="DLLogger JSON report (default: log.json in the output folder; upstream: /logs/log.json)")
     g = p.add_argument_group("dataset and model")
-    g.add_argument("--dataset", "-d", default="")
-    g.add_argument("--train-split", default="train")
+    g.add_argument("--dataset", "-d", default="", help="timm dataset type")
+    g.add_argument("--train-split", default="train", help="training folder under DIR")
     g.add_argument("--val-split", default="validation", help="validation folder (falls back to val/)")
     g.add_argument("--model", default="gpunet_0", help="registered model name (gpunet_0, 0.65ms, GPUNet-0, ...)")
     g.add_argument("--model-config", default=None, metavar="FILE", help="[ext] an upstream-format GPUNet JSON")
@@ -89,106 +89,122 @@ def build_parser() -> ArgumentParser:
                         "last.pth.tar if there is one, else start afresh")
     g.add_argument("--no-resume-opt", action="store_true", help="on --resume, do not restore the optimizer")
     g.add_argument("--num-classes", type=int, default=None, help="classes (default: the class folders' count)")
-    g.add_argument("--gp", default=None, help="global pool type (not supported)")
+    g.add_argument("--gp", default=None, help="global pool type")
     g.add_argument("--img-size", type=int, default=None, help="resolution (default: the model's)")
     g.add_argument("--input-size", type=int, nargs=3, default=None, metavar="N", help="C H W (H = W only)")
-    g.add_argument("--crop-pct", type=float, default=None, help="validation centre-crop fraction")
-    g.add_argument("--mean", type=float, nargs=3, default=None, metavar="M")
-    g.add_argument("--std", type=float, nargs=3, default=None, metavar="S")
+    g.add_argument("--crop-pct", type=float, default=None,
+                   help="validation centre-crop fraction (default: the model's)")
+    g.add_argument("--mean", type=float, nargs=3, default=None, metavar="M",
+                   help="normalisation mean, R G B (default: the model's)")
+    g.add_argument("--std", type=float, nargs=3, default=None, metavar="S",
+                   help="normalisation std, R G B (default: the model's)")
     g.add_argument("--interpolation", default="", help="validation resize interpolation (default: the model's)")
-    g.add_argument("-b", "--batch-size", type=int, default=32, metavar="N")
-    g.add_argument("-vb", "--validation-batch-size-multiplier", type=int, default=1, metavar="N")
+    g.add_argument("-b", "--batch-size", type=int, default=32, metavar="N", help="batch size per process")
+    g.add_argument("-vb", "--validation-batch-size-multiplier", type=int, default=1, metavar="N",
+                   help="validation batch = this times -b")
     g = p.add_argument_group("optimizer")
     g.add_argument("--opt", default="sgd", help=f"one of {', '.join(OPTIMIZERS)}")
-    g.add_argument("--opt-eps", type=float, default=None)
-    g.add_argument("--opt-betas", type=float, nargs=2, default=None)
-    g.add_argument("--momentum", type=float, default=0.9)
-    g.add_argument("--weight-decay", type=float, default=1e-4)
-    g.add_argument("--clip-grad", type=float, default=None)
-    g.add_argument("--clip-mode", default="norm")
+    g.add_argument("--opt-eps", type=float, default=None, metavar="EPS",
+                   help="optimizer epsilon (default: the optimizer's)")
+    g.add_argument("--opt-betas", type=float, nargs=2, default=None, metavar="BETA",
+                   help="adamw/lamb betas (default: the optimizer's, 0.9 0.999)")
+    g.add_argument("--momentum", type=float, default=0.9, help="optimizer momentum")
+    g.add_argument("--weight-decay", type=float, default=1e-4, help="weight decay")
+    g.add_argument("--clip-grad", type=float, default=None, metavar="NORM",
+                   help="clip the gradient norm to this (default: no clipping)")
+    g.add_argument("--clip-mode", default="norm", help="gradient clipping mode")
     g = p.add_argument_group("learning rate schedule")
     g.add_argument("--sched", default="step", help="step | cosine | linear")
-    g.add_argument("--lr", type=float, default=0.01)
-    g.add_argument("--lr-noise", type=float, nargs="+", default=None)
-    g.add_argument("--lr-noise-pct", type=float, default=0.67)
-    g.add_argument("--lr-noise-std", type=float, default=1.0)
-    g.add_argument("--lr-cycle-mul", type=float, default=1.0)
-    g.add_argument("--lr-cycle-limit", type=int, default=1)
-    g.add_argument("--warmup-lr", type=float, default=1e-4)
-    g.add_argument("--min-lr", type=float, default=1e-5)
-    g.add_argument("--epochs", type=int, default=200)
-    g.add_argument("--epoch-repeats", type=float, default=0.0)
+    g.add_argument("--lr", type=float, default=0.01, help="learning rate (not scaled by batch size)")
+    g.add_argument("--lr-noise", type=float, nargs="+", default=None, metavar="PCT",
+                   help="learning-rate noise on/off epoch fractions")
+    g.add_argument("--lr-noise-pct", type=float, default=0.67, help="(with --lr-noise) noise limit")
+    g.add_argument("--lr-noise-std", type=float, default=1.0, help="(with --lr-noise) noise std-dev")
+    g.add_argument("--lr-cycle-mul", type=float, default=1.0, help="cyclic schedule length multiplier")
+    g.add_argument("--lr-cycle-limit", type=int, default=1, help="cyclic schedule cycles")
+    g.add_argument("--warmup-lr", type=float, default=1e-4, help="learning rate at the start of the warmup")
+    g.add_argument("--min-lr", type=float, default=1e-5, help="final learning rate of cosine/linear schedules")
+    g.add_argument("--epochs", type=int, default=200, help="epochs of the schedule")
+    g.add_argument("--epoch-repeats", type=float, default=0.0, help="times to repeat the data set per epoch")
     g.add_argument("--start-epoch", type=int, default=None, help="not needed: --resume restores the epoch")
     g.add_argument("--benchmark-steps", type=int, default=None, help="stop each pass after this many batches")
-    g.add_argument("--decay-epochs", type=float, default=30)
-    g.add_argument("--warmup-epochs", type=float, default=3)
+    g.add_argument("--decay-epochs", type=float, default=30, help="step schedule: epochs between decays")
+    g.add_argument("--warmup-epochs", type=float, default=3, help="epochs of linear warmup from --warmup-lr")
     g.add_argument("--cooldown-epochs", type=int, default=10,
                    help="epochs at the final rate after a cosine/linear schedule (step decay has none, as timm)")
     g.add_argument("--patience-epochs", type=int, default=10, help="(plateau schedule only; not implemented)")
-    g.add_argument("--decay-rate", "--dr", type=float, default=0.1)
+    g.add_argument("--decay-rate", "--dr", type=float, default=0.1, help="step schedule: factor of each decay")
     g = p.add_argument_group("augmentation")
-    g.add_argument("--no-aug", action="store_true")
+    g.add_argument("--no-aug", action="store_true", help="no training augmentation (resize and centre crop)")
     g.add_argument("--scale", type=float, nargs=2, default=[0.08, 1.0], help="RandomResizedCrop area range")
-    g.add_argument("--ratio", type=float, nargs=2, default=[3 / 4, 4 / 3])
-    g.add_argument("--hflip", type=float, default=0.5)
-    g.add_argument("--vflip", type=float, default=0.0)
+    g.add_argument("--ratio", type=float, nargs=2, default=[3 / 4, 4 / 3], help="RandomResizedCrop aspect ratio range")
+    g.add_argument("--hflip", type=float, default=0.5, help="horizontal flip probability")
+    g.add_argument("--vflip", type=float, default=0.0, help="vertical flip probability")
     g.add_argument("--color-jitter", type=float, default=0.4, help="only without --aa, as timm")
     g.add_argument("--aa", default=None, help="rand-m9-mstd0.5 (timm RandAugment spec), autoaugment, ...")
-    g.add_argument("--aug-splits", type=int, default=0)
-    g.add_argument("--jsd", action="store_true")
+    g.add_argument("--aug-splits", type=int, default=0, help="augmentation splits")
+    g.add_argument("--jsd", action="store_true", help="Jensen-Shannon divergence + CE loss")
     g.add_argument("--reprob", type=float, default=0.0, help="random erasing probability")
     g.add_argument("--remode", default="const", help="random erasing mode: const | rand | pixel")
-    g.add_argument("--recount", type=int, default=1)
+    g.add_argument("--recount", type=int, default=1, help="random erasing count")
     g.add_argument("--resplit", action="store_true", help="(with augmentation splits only)")
-    g.add_argument("--mixup", type=float, default=0.0)
-    g.add_argument("--cutmix", type=float, default=0.0)
-    g.add_argument("--cutmix-minmax", type=float, nargs=2, default=None)
-    g.add_argument("--mixup-prob", type=float, default=1.0)
-    g.add_argument("--mixup-switch-prob", type=float, default=0.5)
-    g.add_argument("--mixup-mode", default="batch")
-    g.add_argument("--mixup-off-epoch", type=int, default=0)
-    g.add_argument("--smoothing", type=float, default=0.1)
+    g.add_argument("--mixup", type=float, default=0.0, help="mixup alpha (0: off)")
+    g.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha (0: off)")
+    g.add_argument("--cutmix-minmax", type=float, nargs=2, default=None, metavar="R",
+                   help="cutmix min/max box ratio; enables cutmix (default: off)")
+    g.add_argument("--mixup-prob", type=float, default=1.0, help="probability of mixup or cutmix per batch")
+    g.add_argument("--mixup-switch-prob", type=float, default=0.5,
+                   help="with both on: probability of cutmix instead of mixup")
+    g.add_argument("--mixup-mode", default="batch", help="batch | pair | elem")
+    g.add_argument("--mixup-off-epoch", type=int, default=0, help="turn mixup/cutmix off from this epoch (0: never)")
+    g.add_argument("--smoothing", type=float, default=0.1, help="label smoothing")
     g.add_argument("--train-interpolation", default="random", help="random | bilinear | bicubic")
     g.add_argument("--drop", type=float, default=None, help="dropout before the classifier (GPUNet default 0.2)")
     g.add_argument("--drop-connect", type=float, default=None, help="deprecated spelling of --drop-path")
     g.add_argument("--drop-path", type=float, default=None, help="stochastic depth rate (GPUNet default 0.2)")
-    g.add_argument("--drop-block", type=float, default=None)
+    g.add_argument("--drop-block", type=float, default=None, help="DropBlock rate")
     g = p.add_argument_group("batch norm, EMA, misc")
-    g.add_argument("--bn-tf", action="store_true")
-    g.add_argument("--bn-momentum", type=float, default=None)
-    g.add_argument("--bn-eps", type=float, default=None)
+    g.add_argument("--bn-tf", action="store_true", help="TensorFlow BatchNorm defaults")
+    g.add_argument("--bn-momentum", type=float, default=None, help="BatchNorm momentum override")
+    g.add_argument("--bn-eps", type=float, default=None, help="BatchNorm epsilon override")
     g.add_argument("--sync-bn", action="store_true", help="SyncBatchNorm under DDP")
     g.add_argument("--dist-bn", default="", help="'' or broadcast: rank 0's BN statistics are always broadcast")
-    g.add_argument("--split-bn", action="store_true")
-    g.add_argument("--model-ema", action="store_true")
-    g.add_argument("--model-ema-force-cpu", action="store_true")
-    g.add_argument("--model-ema-decay", type=float, default=0.9998)
-    g.add_argument("--seed", type=int, default=42)
-    g.add_argument("--log-interval", type=int, default=50)
-    g.add_argument("--recovery-interval", type=int, default=0)
-    g.add_argument("--checkpoint-hist", type=int, default=10)
-    g.add_argument("-j", "--workers", type=int, default=2)
-    g.add_argument("--save-images", action="store_true")
+    g.add_argument("--split-bn", action="store_true", help="BatchNorm per augmentation split")
+    g.add_argument("--model-ema", action="store_true",
+                   help="keep an EMA of the weights; its metrics pick the best checkpoint, as timm's")
+    g.add_argument("--model-ema-force-cpu", action="store_true", help="keep the EMA on the CPU")
+    g.add_argument("--model-ema-decay", type=float, default=0.9998, help="EMA decay per step")
+    g.add_argument("--seed", type=int, default=42, help="random seed")
+    g.add_argument("--log-interval", type=int, default=50, help="batches between log lines")
+    g.add_argument("--recovery-interval", type=int, default=0, help="batches between recovery checkpoints")
+    g.add_argument("--checkpoint-hist", type=int, default=10, help="best per-epoch checkpoints kept")
+    g.add_argument("-j", "--workers", type=int, default=2, help="data loading workers (0: in process)")
+    g.add_argument("--save-images", action="store_true", help="save input batches as images")
     g.add_argument("--amp", action="store_true", help="mixed precision (torch.amp)")
-    g.add_argument("--apex-amp", action="store_true")
+    g.add_argument("--apex-amp", action="store_true", help="NVIDIA apex AMP")
     g.add_argument("--native-amp", action="store_true", help="same as --amp")
-    g.add_argument("--amp-dtype", default="fp16", choices=("fp16", "bf16"), help="[ext]")
-    g.add_argument("--channels-last", action="store_true")
+    g.add_argument("--amp-dtype", default="fp16", choices=("fp16", "bf16"),
+                   help="[ext] the --amp type (bf16: no loss scaling)")
+    g.add_argument("--channels-last", action="store_true", help="channels_last memory format")
     g.add_argument("--pin-mem", action="store_true", help="(always on with a GPU)")
     g.add_argument("--no-prefetcher", action="store_true", help="(batches are always normalised on the device)")
     g.add_argument("--output", default="", metavar="DIR", help="output root (default: ./output/train)")
     g.add_argument("--experiment", default="", help="run folder name (default: <date>-<model>-<size>)")
-    g.add_argument("--eval-metric", default="top1")
-    g.add_argument("--tta", type=int, default=0)
+    g.add_argument("--eval-metric", default="top1", help="metric that picks the best checkpoint")
+    g.add_argument("--tta", type=int, default=0, help="test-time augmentation factor")
     g.add_argument("--local_rank", "--local-rank", type=int, default=0, help="(read from the environment)")
     g.add_argument("--use-multi-epochs-loader", action="store_true", help="(workers persist across epochs anyway)")
-    g.add_argument("--torchscript", action="store_true")
+    g.add_argument("--torchscript", action="store_true", help="TorchScript the model")
     g.add_argument("--torchcompile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                    help="torch.compile the model for training (timm's flag; only the inductor backend)")
-    g.add_argument("--log-wandb", action="store_true")
+    g.add_argument("--log-wandb", action="store_true", help="log to Weights & Biases")
     g = p.add_argument_group("distillation")
-    p.add_bool_flag("--enable-distill", group=g, default=False, metavar="BOOL", help="train with a teacher")
-    g.add_argument("--test-teacher", action="store_true", help="validate the teacher before training")
+    # timm's str2bool flags, as upstream's: bare means true, or a value (upstream's D1/D2/P0/P1 recipes say
+    # `--test-teacher False`, GPUNet-0/1/2's `--enable-distill False`).
+    p.add_bool_flag("--enable-distill", group=g, default=False, metavar="BOOL",
+                    help="train with a teacher (bare: true; or true/false, yes/no, 1/0)")
+    p.add_bool_flag("--test-teacher", group=g, default=False, metavar="BOOL",
+                    help="validate the teacher before training (bare: true; or true/false, yes/no, 1/0)")
     g.add_argument("--teacher", default="", help="registered or timm model name of the teacher")
     g.add_argument("--teacher-checkpoint", default="", metavar="PATH", help="the teacher's weights (required)")
     g.add_argument("--teacher-img-size", type=int, default=224, help="resolution the teacher sees")
@@ -199,9 +215,15 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--tensorboard", default=None, metavar="DIR", help="[ext] TensorBoard scalars")
     g.add_argument("--no-progress", action="store_false", dest="progress", help="[ext] no progress bar")
     g.add_argument("--skip-bad-images", action="store_true", help="[ext] skip unreadable images")
-    g.add_argument("--prof", type=int, default=-1, help="[ext] stop every train and val pass after N batches")
+    g.add_argument("--prof", type=int, default=-1, metavar="N",
+                   help="[ext] stop every train and val pass after N batches (-1: never)")
     g.add_argument("--dry-run", action="store_true", help="[ext] print the resolved configuration and exit")
     add_reliability_arguments(p)
+    # --help says what using them says (_refuse_unsupported).
+    reasons = {dest: why for dest, _, why in UNSUPPORTED}
+    for action in p._actions:
+        if action.dest in reasons:
+            action.help = f"{action.help} (not supported: {reasons[action.dest]})"
     return p
 
 
@@ -321,9 +343,11 @@ def run(args: argparse.Namespace) -> dict | None:
 
 
 def main(argv=None) -> int:
+    args = parse_args(argv)
+    # Imported after parsing: the trainer needs torch, and --help (or a bad flag) should not wait for it.
     from image_classification.training.trainer import exit_status
 
-    return exit_status(run(parse_args(argv)))
+    return exit_status(run(args))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from common.cli_errors import ArgumentParser, UserError, positive_int
 from image_classification.cli.run_flags import add_reliability_arguments, reliability_config
-from image_classification.data.loader import BACKENDS
+from image_classification.data.choices import BACKENDS
 from image_classification.quantization.options import add_quantization_arguments, options_from_args
 from image_classification.training.config import OPTIMIZERS, STREAM_PRIORITIES, TrainingConfig
 

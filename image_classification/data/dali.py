@@ -52,8 +52,8 @@ def import_dali(backend: str):
     except ImportError as exc:
         missing = exc.name in ("nvidia", "nvidia.dali") or "nvidia.dali" in str(exc)
         if missing:
-            raise UserError(f"--data-backend {backend} needs NVIDIA DALI: pip install nvidia-dali-cuda120 "
-                            f"(or nvidia-dali-cuda130 for CUDA 13), or use --data-backend pytorch") from None
+            raise UserError(f"--data-backend {backend} needs NVIDIA DALI: pip install nvidia-dali-cuda130 "
+                            f"(or nvidia-dali-cuda120 for CUDA 12), or use --data-backend pytorch") from None
         raise UserError(f"--data-backend {backend}: NVIDIA DALI is installed but does not import "
                         f"({_first_line(exc)}); reinstall it or use --data-backend pytorch") from None
     except OSError as exc:  # a shared library of the wheel that does not load

@@ -11,14 +11,13 @@ from torch.utils.data import DataLoader
 
 from common.cli_errors import UserError
 
+from .choices import BACKENDS
 from .device import DeviceLoader, collate_uint8
 from .folder import ImageFolderDataset
 from .samplers import ShardSampler
 from .synthetic import SyntheticLoader
 from .transforms import train_transform, val_transform
 from .workers import ignore_stop_signals
-
-BACKENDS = ("pytorch", "synthetic", "dali-cpu", "dali-gpu", "pytorch-gpu")
 
 
 @dataclass

@@ -9,11 +9,10 @@ from torchvision.transforms import InterpolationMode
 from common.cli_errors import UserError
 from image_classification.preprocessing import val_resize_size  # noqa: F401  (the data loaders' import)
 
-INTERPOLATIONS = {
-    "bilinear": InterpolationMode.BILINEAR,
-    "bicubic": InterpolationMode.BICUBIC,
-    "nearest": InterpolationMode.NEAREST,
-}
+from . import choices
+
+# torchvision's modes are named as the command lines spell them (choices.py, which parsers import without torch).
+INTERPOLATIONS = {name: InterpolationMode(name) for name in choices.INTERPOLATIONS}
 AUGMENTATIONS = ("none", "autoaugment", "randaugment", "rand-<timm spec>, e.g. rand-m9-mstd0.5", "augmix-<timm spec>")
 
 

@@ -27,24 +27,29 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 from common.atomic_files import atomic_write
-from common.cli_errors import ArgumentParser, UserError, run_cli
+from common.cli_errors import UserError, run_cli
 
-INPUT_NAME = "INPUT__0"  # Triton's names, as upstream's triton kits use
-OUTPUT_NAME = "OUTPUT__0"
+# The command line and the names and defaults it shows live in onnx_flags.py, which imports no torch.
+from .onnx_flags import (  # noqa: F401 (ExportDialect and build_parser: the CLI's API, as before)
+    DEFAULT_DIALECT,
+    DEFAULT_OPSET,
+    FP16_RTOL,
+    FP32_ATOL,
+    INPUT_NAME,
+    MIN_OPSET,
+    OUTPUT_NAME,
+    ExportDialect,
+    build_parser,
+)
+
 BATCH_DIM = "batch"
-DEFAULT_OPSET = 17
-MIN_OPSET = 17
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
-FP32_ATOL = 1e-3
-# fp16 keeps about three significant digits: the tolerance grows with the outputs' scale.
-FP16_RTOL = 1e-2
 _VERIFY_SEED = 0
 
 
@@ -331,63 +336,6 @@ def verify_onnx(
 # --- command line -------------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class ExportDialect:
-    """What differs between the families' model2onnx.py: the family they export and its model flags."""
-
-    prog: str = "python -m image_classification.export.onnx"
-    family: str | None = None  # None: any registered model
-    default_arch: str | None = None
-    add_model_arguments: Callable[[ArgumentParser, argparse._ArgumentGroup], None] | None = None
-    model_kwargs: tuple[str, ...] = field(default_factory=tuple)
-
-
-def build_parser(dialect: ExportDialect = ExportDialect()) -> ArgumentParser:
-    what = f"{dialect.family} model" if dialect.family else "registered model"
-    p = ArgumentParser(prog=dialect.prog, description=f"Export a {what} to ONNX (inputs {INPUT_NAME}, outputs "
-                       f"{OUTPUT_NAME}, dynamic batch) and check the file against PyTorch with onnxruntime.")
-    default = f" (default: the checkpoint's, else {dialect.default_arch})" if dialect.default_arch else \
-        " (default: the checkpoint's)"
-    p.add_argument("--arch", "-a", default=None, metavar="NAME", help="model name" + default)
-    p.add_argument("--pretrained-from-file", default=None, metavar="PATH",
-                   help="weights: a training checkpoint or a plain state dict (none: random weights, a warning)")
-    p.add_argument("--pretrained", action="store_true", help="the published weights, if in the torch hub cache")
-    p.add_argument("--ema", action="store_true", help="export the checkpoint's EMA weights (state_dict_ema)")
-    p.add_argument("--num-classes", "--num_classes", dest="num_classes", type=int, default=None, metavar="N",
-                   help="class count (default: the checkpoint's, else 1000)")
-    p.add_argument("--output", "-o", default=None, metavar="PATH",
-                   help="ONNX file (default: the checkpoint's name with .onnx, else <arch>.onnx)")
-    p.add_argument("--image-size", type=int, default=None, metavar="N",
-                   help="input resolution (default: the checkpoint's, else the architecture's)")
-    p.add_argument("-b", "--batch-size", type=int, default=2, metavar="N",
-                   help="batch of the traced sample and of the second check (default: 2; the batch stays dynamic)")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET, metavar="N",
-                   help=f"ONNX opset, {MIN_OPSET} or later (default: {DEFAULT_OPSET})")
-    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"), help="where to trace (default: cpu)")
-    p.add_argument("--precision", default="fp32", choices=tuple(PRECISIONS),
-                   help="fp16 exports a pure half graph with half inputs and outputs (default: fp32)")
-    p.add_bool_flag("--dynamic-batch", default=True, metavar="BOOL",
-                    help="symbolic batch dimension (default: true; false fixes it at -b)")
-    p.add_bool_flag("--fold-bn", default=False, metavar="BOOL",
-                    help="fold BatchNorm into the convolutions in PyTorch before exporting (default: false; the "
-                         "exporter folds them in eval mode anyway)")
-    p.add_argument("--no-fold-bn", dest="fold_bn", action="store_false", help="do not fold (the default)")
-    p.add_argument("--no-verify", dest="verify", action="store_false",
-                   help="skip the onnxruntime check against PyTorch")
-    p.add_argument("--atol", type=float, default=None, metavar="X",
-                   help=f"tolerance of the check (default: {FP32_ATOL:g} for fp32; for fp16 {FP16_RTOL:g} of the "
-                        f"largest output, at least {FP16_RTOL:g}); INT8 Q/DQ exports are judged as a group instead")
-    p.add_argument("--quantized", action="store_true",
-                   help="insist on an INT8-quantized checkpoint (quant_main.py's), exported with Q/DQ nodes; "
-                        "quantized checkpoints are exported that way without it too")
-    p.add_argument("--int8-engine", default="auto", choices=("auto", "on", "off"),
-                   help="quantized exports: also build an INT8 TensorRT engine beside the file (auto: where "
-                        "TensorRT and a GPU are present; on: fail without them; default: auto)")
-    if dialect.add_model_arguments is not None:
-        dialect.add_model_arguments(p, p.add_argument_group("model flags"))
-    return p
-
-
 def default_output_path(checkpoint: str | os.PathLike | None, arch: str) -> Path:
     """`x.pth.tar` -> `x.onnx` beside the checkpoint; without one, `<arch>.onnx` in the current directory."""
     if checkpoint is None:
@@ -411,7 +359,7 @@ def _fold_batchnorm_fn() -> Callable[[nn.Module], nn.Module | None]:
     return fold_batchnorm
 
 
-def run(args: argparse.Namespace, dialect: ExportDialect = ExportDialect()) -> Path:
+def run(args: argparse.Namespace, dialect: ExportDialect = DEFAULT_DIALECT) -> Path:
     from image_classification.models import get_model_info
     from image_classification.models.loading import load_checkpoint_model
 
@@ -531,7 +479,7 @@ def run(args: argparse.Namespace, dialect: ExportDialect = ExportDialect()) -> P
     return output
 
 
-def main(argv=None, dialect: ExportDialect = ExportDialect()) -> None:
+def main(argv=None, dialect: ExportDialect = DEFAULT_DIALECT) -> None:
     run(build_parser(dialect).parse_args(argv), dialect)
 
 

@@ -30,13 +30,12 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from common.cli_errors import ArgumentParser, UserError, positive_int
+from common.cli_errors import UserError
 from image_classification.preprocessing import Preprocessing
 
+from .classify_flags import DEFAULT_BATCH, DEFAULT_TOPK, PRECISIONS, build_parser  # noqa: F401 (the CLI's API)
+
 IMAGENET_CLASSES = 1000
-DEFAULT_TOPK = 5
-DEFAULT_BATCH = 32
-PRECISIONS = {"AMP": "fp16", "FP32": "fp32"}
 _GLOB_CHARS = set("*?[")
 
 
@@ -270,7 +269,9 @@ def load_classifier(
     precision: "fp32" or "fp16" (autocast; default on CUDA; refused on CPU). fast (default: on CUDA): the inference
     fast path (`inference.fast.fast_predictor`: BN folded, fp16 weights, channels_last, torch.compile unless
     `compile` is False, a CUDA graph for `batch_size` images; smaller batches are padded into it).
-    num_classes / model_kwargs: for weights that do not record them. warn: where a warning line goes (stderr).
+    `num_classes` is used where the checkpoint does not record its class count (a checkpoint that records another
+    is an error); `model_kwargs` (upstream's model flags: bn_epsilon, trt, ...) go to the model's construction over
+    the checkpoint's own. warn: where a warning line goes (stderr).
     """
     from image_classification.models.loading import load_checkpoint_model
     from image_classification.quantization.state import is_quantized_model
@@ -284,7 +285,7 @@ def load_classifier(
     if weights is None and not pretrained:
         raise UserError("no weights given: pass --weights CHECKPOINT (or --pretrained for the published weights)")
     loaded = load_checkpoint_model(weights, arch, weights=weights_kind, pretrained=pretrained, num_classes=num_classes,
-                                   model_kwargs=model_kwargs)
+                                   model_kwargs=model_kwargs, num_classes_flag="--num_classes")
     model, info, num_classes = loaded.model, loaded.info, loaded.num_classes
     preprocessing = loaded.preprocessing.with_overrides(image_size=image_size, crop_pct=crop_pct,
                                                         interpolation=interpolation)
@@ -364,48 +365,7 @@ def expand_inputs(items: Iterable[str]) -> list[str]:
     return [p for p in out if not (p in seen or seen.add(p))]
 
 
-# --- command line -------------------------------------------------------------------------------------------------
-
-
-
-
-def build_parser(prog: str = "classify.py", description: str | None = None) -> ArgumentParser:
-    from image_classification.data.transforms import INTERPOLATIONS
-
-    p = ArgumentParser(prog=prog, description=description or __doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", "-a", metavar="ARCH", default=None,
-                   help="registered model name or alias (default: the architecture the checkpoint names)")
-    p.add_argument("--weights", "--pretrained-from-file", dest="weights", metavar="FILE", default=None,
-                   help="checkpoint: ours, upstream's, timm's, NGC's or a plain state dict")
-    p.add_argument("--pretrained", action="store_true",
-                   help="the published (NGC) weights of --arch from the torch hub cache (nothing is downloaded)")
-    p.add_argument("--weights-kind", choices=("auto", "ema", "raw"), default="auto",
-                   help="which weights of a training checkpoint: auto (EMA when present), ema or raw")
-    p.add_argument("--image", "-i", dest="images", metavar="PATH", action="extend", nargs="+", required=True,
-                   help="image file, directory (every image inside, recursively) or glob pattern; repeatable")
-    p.add_argument("--topk", type=positive_int, default=None, metavar="K",
-                   help=f"classes shown per image (default {DEFAULT_TOPK}, or the class count when smaller; "
-                        "more than the class count is an error)")
-    p.add_argument("-b", "--batch-size", type=positive_int, default=DEFAULT_BATCH, metavar="N",
-                   help="images per forward pass")
-    p.add_argument("--precision", type=str.upper, choices=tuple(PRECISIONS), default=None,
-                   help="AMP (fp16 autocast; default on a GPU) or FP32 (default, and the only choice, on the CPU)")
-    p.add_argument("--cpu", action="store_true", help="run on the CPU (also the default without a GPU)")
-    p.add_argument("--image-size", type=positive_int, default=None, metavar="PX",
-                   help="crop size (default: the checkpoint's model_cfg, else the model's)")
-    p.add_argument("--crop-pct", type=float, default=None, metavar="F",
-                   help="centre-crop fraction: resize to image-size / crop-pct, then crop (default: the model's)")
-    p.add_argument("--interpolation", choices=tuple(INTERPOLATIONS), default=None,
-                   help="resize interpolation (default: the model's, bicubic for EfficientNet and GPUNet)")
-    p.add_argument("--labels", metavar="FILE", default=None,
-                   help="class names: one per line, or a JSON list (overrides the checkpoint's and ImageNet's)")
-    p.add_argument("--no-fast", dest="fast", action="store_false",
-                   help="on a GPU, run the plain eval model instead of the inference fast path")
-    p.add_argument("--no-compile", dest="compile", action="store_false",
-                   help="the GPU fast path without torch.compile (starts faster, runs slower)")
-    p.add_argument("--json", action="store_true", help="print one JSON document instead of text")
-    return p
+# --- command line (the parser is in classify_flags.py) ----------------------------------------------------------------
 
 
 def _device_from_args(args) -> torch.device:
@@ -448,7 +408,8 @@ def format_text(path: str, predictions: list[Prediction]) -> str:
     return "\n".join([path] + [f"{name}: {100.0 * p:.1f}%" for name, _, p in predictions])
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, model_kwargs: Sequence[str] = ()) -> int:
+    """classify.py's run; `model_kwargs` names the model flags of `args` that go to the model's construction."""
     device = _device_from_args(args)
     precision = PRECISIONS[args.precision] if args.precision else None
     if precision == "fp16" and device.type != "cuda":
@@ -459,6 +420,8 @@ def run(args: argparse.Namespace) -> int:
         args.arch, args.weights, device=device, weights_kind=args.weights_kind, pretrained=args.pretrained,
         image_size=args.image_size, crop_pct=args.crop_pct, labels=args.labels, interpolation=args.interpolation,
         precision=precision, fast=args.fast, compile=args.compile, batch_size=args.batch_size,
+        num_classes=getattr(args, "num_classes", None),
+        model_kwargs={k: getattr(args, k) for k in model_kwargs if getattr(args, k, None) is not None},
     )
     topk = min(DEFAULT_TOPK, classifier.num_classes) if args.topk is None else classifier.check_topk(args.topk)
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,7 +108,15 @@ def create_model(
     info = get_model_info(name)
     if num_classes < 1:
         raise UserError(f"num_classes must be at least 1, got {num_classes}")
-    model = info.builder(num_classes=num_classes, **model_kwargs)
+    try:
+        model = info.builder(num_classes=num_classes, **model_kwargs)
+    except TypeError as exc:
+        # A model flag of another family (efficientnet/classify.py --bn_epsilon with a GPUNet checkpoint).
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", str(exc))
+        if unknown is None:
+            raise
+        raise UserError(f"{info.name} has no model option {unknown.group(1)!r} (--{unknown.group(1)}): it belongs "
+                        f"to other models; drop it") from None
     # A model built from a user's architecture file knows its own resolution better than the registry entry.
     model.pretrained_cfg = info.metadata() | {"num_classes": num_classes} | getattr(model, "metadata_overrides", {})
     if pretrained is True:

@@ -25,8 +25,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from common.cli_errors import UserError
 from image_classification.cli import convnets
 
@@ -101,6 +99,8 @@ def _model_cfg(info, cfg, image_size: int, crop_pct: float, mean, std) -> dict:
 def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
     """Calibrate the FP32 model, print the quantizer summary, validate (unless --training-only) and write the
     calibrated checkpoint; returns the PTQ summary (val metrics, checkpoint path)."""
+    import torch  # here, not at the top: quant_main.py --help builds its parser from this module without torch
+
     from image_classification.data.loader import build_data
     from image_classification.inference.evaluate import evaluate
     from image_classification.models import create_model, get_model_info

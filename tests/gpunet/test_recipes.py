@@ -413,6 +413,68 @@ def test_train_params_run_450_epochs_as_upstream(tmp_path, capsys):
     assert (cfg["epochs"], cfg["lr_schedule_epochs"]) == (450, 450)
 
 
+# Upstream's train_params files as NVIDIA published them (DeepLearningExamples, PyTorch/Classification/GPUNet/
+# train_params, byte for byte; GPUNet-D1's ends in a dangling backslash). Four of them say `--test-teacher False`
+# in timm's str2bool style, which train.py refused before it took optional booleans.
+_PUBLISHED_HEAD = ("./train.sh 8 /root/data/imagenet/ \\\n--model gpunet_{m} --sched step --decay-epochs 2.4 "
+                   "--decay-rate {dr} --opt rmsproptf \\\n-b {b} --epochs 450 \\\n--opt-eps {eps} -j 8 \\\n"
+                   "--warmup-lr 1e-6 --weight-decay 1e-5 --drop 0.3 --drop-connect 0.2 --model-ema "
+                   "--model-ema-decay 0.9999 \\\n--aa rand-m9-mstd0.5 --remode pixel --reprob 0.2 --lr {lr} "
+                   "--num-classes 1000 --enable-distill {distill} --crop-pct {crop} \\\n--img-size {size} --amp")
+_PUBLISHED_TEACHER = " \\\n--test-teacher False \\\n--teacher {teacher} \\\n--teacher-img-size {tsize}"
+_PLAIN = dict(dr=".97", b=192, eps=".001", lr=".06", distill="False", crop="1.0")
+_PRUNED = dict(dr="0.97", b=256, eps="0.001", lr="0.08", distill="True", crop="0.875", size=224,
+               teacher="tf_efficientnet_b2", tsize=260)
+PUBLISHED_PARAMS = {
+    "GPUNet-0": _PUBLISHED_HEAD.format(m="0", size=320, **_PLAIN),
+    "GPUNet-1": _PUBLISHED_HEAD.format(m="1", size=288, **_PLAIN),
+    "GPUNet-2": _PUBLISHED_HEAD.format(m="2", size=384, **_PLAIN),
+    "GPUNet-D1": (_PUBLISHED_HEAD + _PUBLISHED_TEACHER + " \\").format(
+        m="d1", size=456, teacher="tf_efficientnet_b5_ns", tsize=456, **(_PLAIN | {"distill": "True"})),
+    "GPUNet-D2": (_PUBLISHED_HEAD + _PUBLISHED_TEACHER).format(
+        m="d2", size=528, teacher="tf_efficientnet_b6_ns", tsize=528, **(_PLAIN | {"b": 128, "distill": "True"})),
+    "GPUNet-P0": (_PUBLISHED_HEAD + _PUBLISHED_TEACHER).format(m="p0", **_PRUNED),
+    "GPUNet-P1": (_PUBLISHED_HEAD + _PUBLISHED_TEACHER).format(m="p1", **_PRUNED),
+}
+
+
+def test_published_params_are_the_published_text():
+    """A guard on the reconstruction above: the sizes of upstream's files and the lines that matter."""
+    sizes = {"GPUNet-0": 407, "GPUNet-1": 407, "GPUNet-2": 407, "GPUNet-D1": 491, "GPUNet-D2": 489,
+             "GPUNet-P0": 491, "GPUNet-P1": 491}
+    assert {name: len(text) for name, text in PUBLISHED_PARAMS.items()} == sizes
+    assert PUBLISHED_PARAMS["GPUNet-D1"].endswith("--test-teacher False \\\n--teacher tf_efficientnet_b5_ns \\\n"
+                                                  "--teacher-img-size 456 \\")
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+@pytest.mark.parametrize("name", sorted(PARAMS))
+def test_published_params_parse(name, tmp_path, fake_torchrun, capsys):
+    """Upstream's file, run by bash from gpunet/ as its README says, reaches train.py through train.sh; train.py
+    takes every flag of it as upstream's did, distillation and --test-teacher included (the values of --drop and
+    --drop-connect apply here, where upstream's factories ignored them)."""
+    model = PARAMS[name]
+    recipe = RECIPES[model]
+    script = tmp_path / f"{name}.train.params"
+    script.write_text(PUBLISHED_PARAMS[name])
+    _, calls = run_with_stub(["bash", str(script)], fake_torchrun, tmp_path / "calls", cwd=GPUNET)
+    assert len(calls) == 1 and calls[0][:3] == ["--nproc_per_node=8", str(GPUNET / "train.py"),
+                                                "/root/data/imagenet/"]
+    capsys.readouterr()
+    timm_train.main([str(tmp_path), *calls[0][3:], "--dry-run"])
+    cfg = json.loads(capsys.readouterr().out)
+    assert (cfg["arch"], cfg["image_size"], cfg["batch_size"], cfg["lr"], cfg["crop_pct"]) == (
+        model, recipe["size"], recipe["batch"], recipe["lr"], recipe["crop"])
+    assert cfg["model_kwargs"] == {"dropout": 0.3, "drop_path_rate": 0.2}
+    assert cfg["cli_args"]["enable_distill"] is (recipe["teacher"] is not None)
+    assert cfg["cli_args"]["test_teacher"] is False  # `--test-teacher False` where it is given at all
+    assert cfg["test_teacher"] is False
+    if recipe["teacher"]:
+        assert (cfg["teacher"], cfg["teacher_img_size"]) == (recipe["teacher"], recipe["teacher_size"])
+    else:
+        assert cfg["teacher"] is None
+
+
 def test_train_sh_syntax():
     path = GPUNET / "train.sh"
     assert subprocess.run(["bash", "-n", str(path)], capture_output=True, text=True).returncode == 0

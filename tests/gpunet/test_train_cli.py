@@ -266,6 +266,51 @@ def test_enable_distill_false_ignores_the_teacher(tmp_path, capsys):
     assert (cfg["teacher"], cfg["test_teacher"]) == (None, False)
 
 
+TEACHER = ["--teacher", "efficientnet-b0", "--teacher-checkpoint", "/t.pth"]
+
+
+@pytest.mark.parametrize("flag", ["--enable-distill", "--test-teacher"])
+@pytest.mark.parametrize("words, expected", [
+    ([], True),  # bare: true, as timm's str2bool with nargs="?" and const=True
+    (["True"], True), (["true"], True), (["yes"], True), (["1"], True), (["t"], True), (["y"], True),
+    (["False"], False), (["false"], False), (["no"], False), (["0"], False), (["f"], False), (["n"], False),
+])
+def test_str2bool_flags_take_every_form(flag, words, expected, tmp_path, capsys):
+    """Both of upstream train.py's optional booleans, bare or with any of str2bool's words, before the data
+    directory (a bare flag must not take it as its value) and after it, and in the --flag=value form."""
+    other = "--test-teacher" if flag == "--enable-distill" else "--enable-distill"
+    for argv in ([flag, *words, str(tmp_path), other, *TEACHER],
+                 [str(tmp_path), *TEACHER, other, flag, *words]):
+        args = train.parse_args(argv)
+        assert args.data_dir == str(tmp_path)
+        assert (getattr(args, flag[2:].replace("-", "_")), getattr(args, other[2:].replace("-", "_"))) == (
+            expected, True)
+    if words:
+        assert getattr(train.parse_args([str(tmp_path), f"{flag}={words[0]}"]), flag[2:].replace("-", "_")) is \
+            expected
+    cfg = dry([tmp_path, *TEACHER, "--enable-distill", "--test-teacher", *words], capsys)
+    assert cfg["test_teacher"] is expected
+
+
+@pytest.mark.parametrize("argv", [
+    ["{data}", "--test-teacher", "maybe"],
+    ["{data}", "--test-teacher=maybe"],
+    ["{data}", "--enable-distill", "maybe", "--teacher", "efficientnet-b0"],
+])
+def test_bad_boolean_is_one_line(argv, tmp_path, capsys):
+    argv = [a.format(data=tmp_path) for a in argv]
+    flag = next(a.split("=")[0] for a in argv if a.startswith(("--test-teacher", "--enable-distill")))
+    proc = in_process(train.main, [*argv, "--dry-run"], capsys)
+    assert_one_line_error(proc, flag, "expected true or false", "'maybe'")
+
+
+def test_upstream_recipe_tail_test_teacher_false(tmp_path, capsys):
+    """The tail of upstream's GPUNet-D1/D2/P0/P1 lines: --test-teacher False between other flags."""
+    cfg = dry([tmp_path, "--enable-distill", "True", "--img-size", "456", "--amp", "--test-teacher", "False",
+               "--teacher", "efficientnet-b0", "--teacher-img-size", "456", "--teacher-checkpoint", "/t.pth"], capsys)
+    assert (cfg["teacher"], cfg["test_teacher"], cfg["teacher_img_size"]) == ("efficientnet-b0", False, 456)
+
+
 def test_distill_without_teacher_is_one_line(tmp_path, capsys):
     proc = in_process(train.main, [tmp_path, "--enable-distill", "True", "--dry-run"], capsys)
     assert_one_line_error(proc, "--enable-distill", "--teacher")

@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 import torch
 
-pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install nvidia-dali-cuda120)")
+pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install nvidia-dali-cuda130)")
 
 from common.cli_errors import UserError  # noqa: E402
 from image_classification.data.dali import AutoAugmentSpec, RandAugmentSpec, parse_augmentation  # noqa: E402
@@ -214,7 +214,7 @@ def test_missing_dali_is_one_line(digits_root, tmp_path):
             "runpy.run_path('efficientnet/main.py', run_name='__main__')")
     proc = run_script("-c", code, digits_root, "--workspace", tmp_path, "--data-backend", "dali-cpu", "--cpu",
                       timeout=120)
-    assert_one_line_error(proc, "--data-backend dali-cpu needs NVIDIA DALI", "pip install nvidia-dali-cuda120")
+    assert_one_line_error(proc, "--data-backend dali-cpu needs NVIDIA DALI", "pip install nvidia-dali-cuda130")
 
 
 def test_trains_an_epoch_end_to_end(digits_root, tmp_path):

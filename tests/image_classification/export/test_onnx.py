@@ -296,3 +296,80 @@ def test_default_output_path():
     assert default_output_path("w.pth", "gpunet-0") == Path("w.onnx")
     assert default_output_path("w", "gpunet-0") == Path("w.onnx")
     assert default_output_path(None, "gpunet-0") == Path("gpunet-0.onnx")
+
+
+# --------------------------------------------------------------------------------------------- upstream's model flags
+
+@pytest.fixture
+def built_models(monkeypatch) -> list:
+    """The models model2onnx.py builds, as the one loader returns them."""
+    from image_classification.models import loading
+
+    built, real = [], loading.load_checkpoint_model
+
+    def spy(*args, **kwargs):
+        loaded = real(*args, **kwargs)
+        built.append(loaded.model)
+        return loaded
+
+    monkeypatch.setattr(loading, "load_checkpoint_model", spy)
+    return built
+
+
+def test_upstream_model_flags_reach_the_model(tmp_path, capsys, built_models):
+    """efficientnet/model2onnx.py takes upstream's model flags: --num_classes without a checkpoint gives that many
+    outputs, and the others shape the network that is exported."""
+    from efficientnet import model2onnx
+
+    out = tmp_path / "b0.onnx"
+    model2onnx.main(["--num_classes", "10", "--bn_epsilon", "1e-5", "--bn_momentum", "0.2", "--dropout", "0.5",
+                     "--survival_prob", "0.9", "--conv_init", "fan_out", "--trt", "--image-size", "32",
+                     "--output", str(out)])
+    proto = onnx.load(str(out))
+    assert [d.dim_value for d in proto.graph.output[0].type.tensor_type.shape.dim[1:]] == [10]
+    assert props(proto)["num_classes"] == "10"
+    (model,) = built_models
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert {m.eps for m in norms} == {1e-5} and {m.momentum for m in norms} == {0.2}
+    assert model.classifier.dropout.p == 0.5
+    assert model.layers[1].block0.se.squeeze.weight.dim() == 4  # --trt: the 1x1-conv SE
+    survival = [m.survival_prob for m in model.modules() if hasattr(m, "survival_prob")]
+    assert survival and 0.9 <= min(survival) < 1.0  # b0's default is 1.0 (no stochastic depth)
+    # fan_out: kaiming std sqrt(2 / out_channels) = 0.14 for this 16 -> 96 1x1 conv (fan_in's would be 0.35)
+    assert model.layers[1].block0.expand.conv.weight.std().item() == pytest.approx((2 / 96) ** 0.5, rel=0.2)
+
+
+def test_model_flags_default_to_the_checkpoints(tmp_path, capsys, built_models):
+    """A checkpoint's recorded model flags shape the export unless the command line says otherwise."""
+    from efficientnet import model2onnx
+    from image_classification.models import create_model
+
+    model = create_model("efficientnet-b0", num_classes=10, bn_epsilon=1e-4)
+    ckpt = tmp_path / "ckpt.pth.tar"
+    torch.save({"arch": "efficientnet-b0", "num_classes": 10, "model_kwargs": {"bn_epsilon": 1e-4},
+                "state_dict": model.state_dict()}, ckpt)
+    for extra, eps in (([], 1e-4), (["--bn_epsilon", "1e-5"], 1e-5)):
+        model2onnx.main(["--pretrained-from-file", str(ckpt), "--image-size", "32", "--no-verify",
+                         "--output", str(tmp_path / "x.onnx"), *extra])
+        assert {m.eps for m in built_models.pop().modules() if isinstance(m, torch.nn.BatchNorm2d)} == {eps}
+
+
+@pytest.mark.parametrize("script,args,fragments", [
+    ("gpunet/model2onnx.py", ["--bn_epsilon", "1e-5"], ["unrecognized arguments: --bn_epsilon"]),
+    ("efficientnet/model2onnx.py", ["--trt", "maybe"], ["--trt", "'maybe'"]),
+    ("efficientnet/model2onnx.py", ["--arch", "efficientnet-quant-b0", "--trt", "false"], ["--trt false"]),
+])
+def test_model_flag_errors_are_one_line(tmp_path, capsys, script, args, fragments):
+    import runpy
+
+    main = runpy.run_path(script)["main"]
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exc:
+        run_cli(main, [*args, "--image-size", "32", "--output", str(tmp_path / "x.onnx")])
+    assert exc.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    # The last line is the one error (a random-weights warning may come before it), no traceback.
+    assert lines[-1].startswith("error: ") and sum(line.startswith("error: ") for line in lines) == 1, lines
+    assert not any("Traceback" in line for line in lines)
+    for fragment in fragments:
+        assert fragment in lines[-1]

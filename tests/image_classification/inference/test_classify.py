@@ -337,3 +337,90 @@ def test_gpunet_classify(gpunet_checkpoint, held_out):
     clf = load_classifier(weights=gpunet_checkpoint, device="cpu")
     assert clf.arch == "gpunet-0" and clf.preprocessing.image_size == 64
     assert clf.preprocessing.resize_size == round(64 / 0.875)
+
+
+# --- upstream's model flags ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def classifiers(monkeypatch) -> list:
+    """The Classifiers that classify.py builds."""
+    from image_classification.inference import classify
+
+    built, real = [], classify.load_classifier
+
+    def spy(*args, **kwargs):
+        classifier = real(*args, **kwargs)
+        built.append(classifier)
+        return classifier
+
+    monkeypatch.setattr(classify, "load_classifier", spy)
+    return built
+
+
+def b0_checkpoint(path: Path, layout: str, **model_kwargs) -> Path:
+    """A random 10-class EfficientNet-B0 (Linear SE unless model_kwargs say otherwise): a plain state dict, or this
+    project's layout recording the class count and the model flags."""
+    torch.manual_seed(0)
+    model = create_model("efficientnet-b0", num_classes=10, **model_kwargs)
+    if layout == "plain":
+        torch.save(model.state_dict(), path)
+    else:
+        torch.save({"arch": "efficientnet-b0", "num_classes": 10, "model_kwargs": model_kwargs,
+                    "state_dict": model.state_dict()}, path)
+    return path
+
+
+def batch_norms(model) -> list:
+    return [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+
+
+def test_upstream_model_flags_reach_the_model(held_out, tmp_path, capsys, classifiers):
+    """efficientnet/classify.py takes upstream's model flags and builds the model with them: --trt turns the
+    checkpoint's Linear SE weights into the 1x1-conv SE."""
+    ckpt = b0_checkpoint(tmp_path / "b0.pth", "plain")
+    proc = cli(capsys, "--arch", "efficientnet-b0", "--weights", ckpt, "--image", held_out[0][0], "--cpu",
+               "--image-size", 32, "--num_classes", 10, "--bn_epsilon", 1e-5, "--bn_momentum", 0.2, "--trt",
+               "--dropout", 0.5, "--survival_prob", 0.9, "--conv_init", "fan_out", "--json")
+    assert proc.returncode == 0, proc.stderr
+    (result,) = json.loads(proc.stdout)
+    assert len(result["predictions"]) == 5
+    (classifier,) = classifiers
+    model = classifier.model
+    assert classifier.num_classes == 10
+    assert {m.eps for m in batch_norms(model)} == {1e-5} and {m.momentum for m in batch_norms(model)} == {0.2}
+    assert model.layers[1].block0.se.squeeze.weight.dim() == 4
+    assert model.classifier.dropout.p == 0.5
+    assert 0.9 <= min(m.survival_prob for m in model.modules() if hasattr(m, "survival_prob")) < 1.0
+
+
+def test_model_flags_default_to_the_checkpoints(held_out, tmp_path, capsys, classifiers):
+    ckpt = b0_checkpoint(tmp_path / "b0.pth.tar", "ours", bn_epsilon=1e-4, trt=True)
+    base = ("--weights", ckpt, "--image", held_out[0][0], "--cpu", "--image-size", 32)
+    for extra, eps in (((), 1e-4), (("--bn_epsilon", 1e-5), 1e-5)):
+        assert cli(capsys, *base, *extra).returncode == 0
+        model = classifiers.pop().model
+        assert {m.eps for m in batch_norms(model)} == {eps}
+        assert model.layers[1].block0.se.squeeze.weight.dim() == 4  # the checkpoint's trt=True
+
+
+def test_num_classes_must_agree_with_the_checkpoint(held_out, tmp_path, capsys):
+    base = ("--image", held_out[0][0], "--cpu", "--image-size", 32, "--num_classes", 5)
+    plain = b0_checkpoint(tmp_path / "plain.pth", "plain")
+    assert_one_line_error(cli(capsys, "--arch", "efficientnet-b0", "--weights", plain, *base),
+                          "has 10 classes but --num_classes is 5")
+    ours = b0_checkpoint(tmp_path / "ours.pth.tar", "ours")
+    assert_one_line_error(cli(capsys, "--weights", ours, *base), "has 10 classes but --num_classes is 5")
+
+
+def test_model_flags_of_the_other_family(gpunet_checkpoint, held_out, capsys, classifiers):
+    image = ("--image", held_out[0][0], "--cpu", "--image-size", 32)
+    assert_one_line_error(cli(capsys, "--weights", gpunet_checkpoint, *image, "--bn_epsilon", 1e-5),
+                          "gpunet-0 has no model option 'bn_epsilon'")
+    from gpunet.classify import main as gpunet_main
+
+    assert_one_line_error(run_in_process(capsys, gpunet_main, "--weights", gpunet_checkpoint, *image, "--trt"),
+                          "unrecognized arguments: --trt")
+    proc = run_in_process(capsys, gpunet_main, "--weights", gpunet_checkpoint, *image, "--dropout", 0.3)
+    assert proc.returncode == 0, proc.stderr
+    assert classifiers[-1].model.head.dropout.p == 0.3
