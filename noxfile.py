@@ -14,7 +14,8 @@ def tests(session):
     # INT8 quantization (tests/image_classification/quantization): the version the code was written against, and
     # the two packages modelopt imports without declaring them.
     session.install("nvidia-modelopt==0.47.0", "requests", "huggingface_hub")
-    session.run("pytest", "-m", "not gpu", *session.posargs)
+    # The slowest tests, printed by every run: CI must stay well under its 30 minutes.
+    session.run("pytest", "-m", "not gpu", "--durations=15", *session.posargs)
 
 
 @nox.session
