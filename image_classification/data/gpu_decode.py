@@ -26,8 +26,8 @@ from common.cli_errors import UserError
 from .device import DeviceLoader
 from .folder import BadSample, ImageFolderDataset, _reason, read_rgb, sample_seed
 from .samplers import ShardSampler
-from .workers import ignore_stop_signals
 from .transforms import val_resize_size
+from .workers import ignore_stop_signals
 
 BACKEND = "pytorch-gpu"
 MODES = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest-exact"}  # nearest-exact is PIL's nearest

@@ -1,10 +1,8 @@
 """The data-loader benchmark times every backend through build_data, lists unavailable ones as skipped with their
 reason, and fails in one line on bad input."""
 import json
-from types import SimpleNamespace
 
-from tests.conftest import assert_one_line_error, run_script
-from tests.conftest import run_in_process
+from tests.conftest import assert_one_line_error, run_in_process, run_script
 
 BENCH = ("-m", "image_classification.data.bench")
 

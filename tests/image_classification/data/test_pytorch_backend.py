@@ -1,7 +1,6 @@
 """The pytorch and synthetic backends honour one batch contract; bad folders and images fail clearly."""
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
