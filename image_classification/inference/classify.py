@@ -201,7 +201,7 @@ class Classifier:
                 try:
                     crops.append(self.load_image(item))
                 except Exception as exc:  # PIL raises many types for truncated or foreign files
-                    raise UserError(f"cannot read {item}: {_reason(exc, item)}") from None
+                    raise UserError(f"cannot read {item}: {image_error_reason(exc, item)}") from None
             out += self.predict_batch(torch.stack(crops), topk)
         return out
 
@@ -211,7 +211,7 @@ class Classifier:
                 else None, "weights_used": self.weights_used, "preprocessing": self.preprocessing.as_dict()}
 
 
-def _reason(exc: BaseException, path=None) -> str:
+def image_error_reason(exc: BaseException, path=None) -> str:
     from PIL import UnidentifiedImageError
 
     if isinstance(exc, FileNotFoundError):
@@ -379,7 +379,7 @@ def _read_all(classifier: Classifier, paths: list[str], pool: ThreadPoolExecutor
         try:
             return path, classifier.load_image(path), None
         except Exception as exc:  # PIL raises many types for truncated or foreign files
-            return path, None, _reason(exc, path)
+            return path, None, image_error_reason(exc, path)
 
     return list(pool.map(read, paths))
 

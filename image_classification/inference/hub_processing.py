@@ -18,7 +18,7 @@ import torch
 
 from common.cli_errors import UserError
 
-from .classify import IMAGENET_CLASSES, _reason, imagenet_class_names
+from .classify import IMAGENET_CLASSES, image_error_reason, imagenet_class_names
 
 # Upstream's hub preprocessing: Resize(256) (bilinear), CenterCrop(224), ImageNet mean/std; whatever the model.
 RESIZE = 256
@@ -48,7 +48,7 @@ class ConvNetsProcessing:
         try:
             image = read_rgb(path)
         except (OSError, ValueError) as exc:  # PIL's UnidentifiedImageError is an OSError
-            raise UserError(f"cannot read image {path}: {_reason(exc, path)}") from None
+            raise UserError(f"cannot read image {path}: {image_error_reason(exc, path)}") from None
         crop = val_transform(CROP, crop_pct=CROP / RESIZE, interpolation="bilinear")(image)
         mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
         std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
