@@ -14,8 +14,11 @@ def tests(session):
     # INT8 quantization (tests/image_classification/quantization): the version the code was written against, and
     # the two packages modelopt imports without declaring them.
     session.install("nvidia-modelopt==0.47.0", "requests", "huggingface_hub")
-    # The slowest tests, printed by every run: CI must stay well under its 30 minutes.
-    session.run("pytest", "-m", "not gpu", "--durations=15", *session.posargs)
+    # Two workers (CI has 2 cores; most tests wait on a subprocess starting Python and torch, so they overlap well),
+    # a test file per worker so module fixtures are built once; the slowest tests are printed by every run: CI must
+    # stay well under its 30 minutes. `nox -s tests -- -n 0` runs serially.
+    session.install("pytest-xdist")
+    session.run("pytest", "-m", "not gpu", "-n", "2", "--dist", "loadfile", "--durations=15", *session.posargs)
 
 
 @nox.session

@@ -1,7 +1,19 @@
+import os
 import sys
 from pathlib import Path
 
 import pytest
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (CI runs `-n 2` on its 2 cores), each worker and every process it starts computes on one
+    thread: two workers with PyTorch's default of one thread per core would ask for twice the cores there are, and
+    oversubscribed OpenMP threads spin. Results do not depend on it: every test compares runs made alike."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        import torch
+
+        torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -35,15 +35,21 @@ def test_ptq_and_qat_stay_within_two_points_of_fp32(fp32_digits, ptq_runs, qat_r
 def test_calibrated_model_really_quantizes(fp32_digits, ptq_runs, digits_root):
     """Not a no-op: the quantized model's logits move away from the FP32 ones, weights take at most 255 levels per
     output channel, and activations are snapped to their INT8 grid."""
+    from image_classification.inference.classify import load_classifier
+
     _, weights = fp32_digits
     calibrated = ptq_runs["max"]["checkpoint"]
     fp32 = create_model("efficientnet-b0", pretrained=weights, num_classes=10, bn_momentum=0.1).eval()
     int8 = create_model("efficientnet-b0", pretrained=calibrated, num_classes=10, bn_momentum=0.1).eval()
-    images = torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    # Held-out digits, preprocessed as validation did: on real images the two must agree (on noise, whose logits
+    # are near ties, a 5-of-8 agreement said nothing about quantization).
+    prep = load_classifier(None, weights, device="cpu", fast=False)
+    paths = [p for d in range(10) for p in sorted((digits_root / "val" / str(d)).glob("*.jpg"))[:3]]
+    images = prep.normalise(torch.stack([prep.load_image(p) for p in paths]))
     with torch.no_grad():
         a, b = fp32(images), int8(images)
         assert (a - b).abs().max() > 1e-3
-        assert (a.argmax(1) == b.argmax(1)).float().mean() >= 0.75
+        assert (a.argmax(1) == b.argmax(1)).float().mean() >= 0.9
         conv = int8.layers[1].block0.expand.conv
         levels = conv.weight_quantizer(conv.weight).flatten(1)
         assert max(len(torch.unique(row)) for row in levels) <= 255
