@@ -41,9 +41,10 @@ def test_dali_extras_match_the_cuda_builds():
     extras = PYPROJECT["optional-dependencies"]
     assert extras["dali"] == ["nvidia-dali-cuda130"]  # PyPI's torch wheels are CUDA 13 builds
     assert extras["dali-cu12"] == ["nvidia-dali-cuda120"]
-    # The GPU image is a CUDA 12 NGC container: its DALI is the CUDA 12 build.
+    # The GPU image is a CUDA 13 NGC container (the torch floor, 2.11, rules out 25.06's 2.8): its DALI is the
+    # CUDA 13 build.
     dockerfile = (REPO / "docker" / "Dockerfile").read_text()
-    assert "nvcr.io/nvidia/pytorch:25.06" in dockerfile and ".[dali-cu12," in dockerfile
+    assert "nvcr.io/nvidia/pytorch:26.10" in dockerfile and ".[dali," in dockerfile
 
 
 def test_torch_floor():
