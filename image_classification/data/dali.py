@@ -412,7 +412,7 @@ def _dali_reason(text: str) -> str:
 def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, crop_pct: float, mean, std,
                     device: torch.device, rank: int = 0, world_size: int = 1, need_train: bool = True,
                     need_val: bool = True):
-    from .loader import _folder, bundle, check_val_classes
+    from .bundle import bundle, check_val_classes, split_folder
     from .transforms import val_resize_size
 
     backend = "dali-gpu" if gpu else "dali-cpu"
@@ -450,7 +450,7 @@ def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, cro
         spec = PipelineSpec(train=True, image_size=image_size, resize_size=val_resize_size(image_size, crop_pct),
                             interpolation=interp, augmentation=augmentation, batch_size=cfg.batch_size,
                             no_aug=cfg.no_aug, **common)
-        ds = ImageFolderDataset(_folder(root, cfg.train_split), None)
+        ds = ImageFolderDataset(split_folder(root, cfg.train_split), None)
         per_rank = -(-len(ds) // world_size)
         if per_rank < cfg.batch_size:
             raise UserError(f"{ds.root} has {len(ds)} images: fewer than one batch of {cfg.batch_size} per process; "
@@ -462,7 +462,7 @@ def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, cro
         spec = PipelineSpec(train=False, image_size=val_image_size,
                             resize_size=val_resize_size(val_image_size, crop_pct), interpolation=interp,
                             augmentation=None, batch_size=cfg.val_batch_size or cfg.batch_size, **common)
-        ds = ImageFolderDataset(_folder(root, cfg.val_split), None)
+        ds = ImageFolderDataset(split_folder(root, cfg.val_split), None)
         classes = check_val_classes(classes, ds.classes)
         val = DaliLoader(ds, spec, seed=cfg.seed, **loader_args)
     if classes is None:

@@ -361,7 +361,7 @@ def _mode(name: str, *, allow_random: bool) -> str:
 def build_gpu_decode_data(cfg, *, image_size: int, val_image_size: int, crop_pct: float, mean, std,
                           device: torch.device, rank: int = 0, world_size: int = 1, need_train: bool = True,
                           need_val: bool = True):
-    from .loader import _folder, bundle, check_val_classes  # loader imports this module lazily: no import cycle
+    from .bundle import bundle, check_val_classes, split_folder
 
     _check(cfg, need_train)
     root = Path(cfg.data)
@@ -383,7 +383,7 @@ def build_gpu_decode_data(cfg, *, image_size: int, val_image_size: int, crop_pct
     train = val = None
     classes = None
     if need_train:
-        folder = ImageFolderDataset(_folder(root, cfg.train_split), None)
+        folder = ImageFolderDataset(split_folder(root, cfg.train_split), None)
         per_rank = -(-len(folder) // world_size)
         if per_rank < cfg.batch_size:
             raise UserError(f"{folder.root} has {len(folder)} images: fewer than one batch of {cfg.batch_size} per "
@@ -400,7 +400,7 @@ def build_gpu_decode_data(cfg, *, image_size: int, val_image_size: int, crop_pct
     if need_val:
         planner = Planner(val_image_size, train=False, crop_pct=crop_pct,
                           interpolation=_mode(cfg.val_interpolation or cfg.interpolation, allow_random=False))
-        folder = ImageFolderDataset(_folder(root, cfg.val_split), None)
+        folder = ImageFolderDataset(split_folder(root, cfg.val_split), None)
         classes = check_val_classes(classes, folder.classes)
         val = make(folder, planner, size=val_image_size, batch_size=cfg.val_batch_size or cfg.batch_size,
                    shuffle=False, drop_last=False)
