@@ -34,6 +34,7 @@ import torch.nn as nn
 
 from common.atomic_files import atomic_write
 from common.cli_errors import UserError, run_cli
+from image_classification.export.errors import VerificationError  # noqa: F401  (raised here, caught by callers)
 
 # The command line and the names and defaults it shows live in onnx_flags.py, which imports no torch.
 from .onnx_flags import (  # noqa: F401 (ExportDialect and build_parser: the CLI's API, as before)
@@ -51,14 +52,6 @@ from .onnx_flags import (  # noqa: F401 (ExportDialect and build_parser: the CLI
 BATCH_DIM = "batch"
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16}
 _VERIFY_SEED = 0
-
-
-class VerificationError(UserError):
-    """The exported graph does not compute what the PyTorch model computes."""
-
-    def __init__(self, message: str, max_abs_diff: float):
-        super().__init__(message)
-        self.max_abs_diff = max_abs_diff
 
 
 def _max_opset() -> int:
@@ -272,7 +265,7 @@ def verify_onnx(
     device, in its own precision); return the largest absolute difference, or raise VerificationError when it
     exceeds `atol` (default: `default_tolerance` of the model's precision). A `quantized` model (Q/DQ graph against
     fake quantization) gets more inputs, judged as a group instead: INT8 rounding ties move some inputs' outputs
-    by a few steps, an export error moves all of them (see quantization.onnx_check; `atol` does not apply)."""
+    by a few steps, an export error moves all of them (see export.qdq; `atol` does not apply)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -302,7 +295,7 @@ def verify_onnx(
     same_top1: list[bool] = []
     batches = list(dict.fromkeys(int(b) for b in batch_sizes))  # unique, in order
     if quantized:
-        from image_classification.quantization.onnx_check import QDQ_EXTRA_SAMPLES
+        from image_classification.export.qdq import QDQ_EXTRA_SAMPLES
 
         batches.append(QDQ_EXTRA_SAMPLES)
     with _eval_mode(model), torch.no_grad():
@@ -323,7 +316,7 @@ def verify_onnx(
     if atol is None:
         atol = default_tolerance(dtype, scale)
     if quantized:
-        from image_classification.quantization.onnx_check import check_qdq_agreement
+        from image_classification.export.qdq import check_qdq_agreement
 
         check_qdq_agreement(per_sample, same_top1, scale)
         return worst
@@ -439,7 +432,7 @@ def run(args: argparse.Namespace, dialect: ExportDialect = DEFAULT_DIALECT) -> P
                              dynamic_batch=args.dynamic_batch, device=args.device, precision=args.precision,
                              metadata=metadata)
     if quantized:
-        from image_classification.quantization.onnx_check import check_qdq
+        from image_classification.export.qdq import check_qdq
 
         counts = check_qdq(data, f"the ONNX export of {info.name}")
         print(f"Q/DQ nodes: {counts['QuantizeLinear']} QuantizeLinear, {counts['DequantizeLinear']} "
@@ -453,7 +446,7 @@ def run(args: argparse.Namespace, dialect: ExportDialect = DEFAULT_DIALECT) -> P
             except VerificationError as exc:
                 raise UserError(f"{exc}; {output} was not written (--no-verify writes it unchecked)") from None
             if quantized:
-                from image_classification.quantization.onnx_check import QDQ_EXTRA_SAMPLES
+                from image_classification.export.qdq import QDQ_EXTRA_SAMPLES
 
                 batches = (*batches, QDQ_EXTRA_SAMPLES)
             shown = " and ".join(str(b) for b in dict.fromkeys(batches))
@@ -470,7 +463,7 @@ def run(args: argparse.Namespace, dialect: ExportDialect = DEFAULT_DIALECT) -> P
     print(f"=> exported {info.name} ({num_classes} classes, {image_size} px, {kind}, opset {args.opset}, "
           f"{batch}) to {output}", flush=True)
     if quantized:
-        from image_classification.quantization.onnx_check import build_int8_engine
+        from image_classification.export.qdq import build_int8_engine
 
         engine = build_int8_engine(output, args.int8_engine,
                                    log=lambda line: print(line, file=sys.stderr, flush=True))

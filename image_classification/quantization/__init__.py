@@ -11,7 +11,6 @@ for, and then a missing install is one line that says how to get it.
 - calibrate: the calibration batches and the max / histogram (percentile) calibration
 - state: the checkpoint record (modelopt state + how it was calibrated), restoring it, FP32 entry points' guard
 - summary: the quantizer summary printed after calibration
-- onnx_check: Q/DQ node counts of an export and the optional INT8 TensorRT engine
 - trainer: QuantTrainer, the Trainer whose checkpoints record the quantizer state
 - options: the quantization flags of main.py's dialect (--quantize, --calib-method, --num-calib-batches, ...)
 - workflow: quant_main.py and launch.py --mode quantize

@@ -83,10 +83,10 @@ def test_gpunet_se_and_residual_quantizers_round_trip_and_export():
     """GPUNet-0: calibrated on random batches (the API, not the CLI), recorded, restored into a fresh model that
     computes the same, exported with one Q/DQ pair per enabled quantizer."""
     from image_classification.export.onnx import export_onnx_bytes, verify_onnx
+    from image_classification.export.qdq import count_qdq
     from image_classification.models.gpunet import SqueezeExcite
     from image_classification.models.layers import StochasticDepthResidual
     from image_classification.quantization.calibrate import calibrate
-    from image_classification.quantization.onnx_check import count_qdq
     from image_classification.quantization.state import is_quantized_model, make_record, restore_quantizers
     from image_classification.quantization.summary import quantizer_counts
 

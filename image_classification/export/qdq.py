@@ -29,7 +29,7 @@ QDQ_MIN_TOP1_AGREEMENT = 0.8
 def check_qdq_agreement(per_sample: list[float], same_top1: list[bool], scale: float) -> None:
     """`per_sample`: each input's largest |onnxruntime - PyTorch| output difference; `same_top1`: whether their
     top-1 classes agree. Raises VerificationError unless the differences look like rounding ties, not an error."""
-    from image_classification.export.onnx import VerificationError
+    from .errors import VerificationError
 
     span = max(1.0, scale)
     worst = float("nan") if any(d != d for d in per_sample) else max(per_sample)
@@ -81,7 +81,7 @@ def build_int8_engine(onnx_path: str | os.PathLike, mode: str = "auto", *, max_b
         return None
     import torch
 
-    from image_classification.export.tensorrt import DEFAULT_MAX_BATCH, build_engine, import_tensorrt
+    from .tensorrt import DEFAULT_MAX_BATCH, build_engine, import_tensorrt
 
     try:
         import_tensorrt()
