@@ -289,10 +289,9 @@ def load_classifier(
     model, info, num_classes = loaded.model, loaded.info, loaded.num_classes
     preprocessing = loaded.preprocessing.with_overrides(image_size=image_size, crop_pct=crop_pct,
                                                         interpolation=interpolation)
-    if not loaded.preprocessing_recorded and image_size is None and num_classes != IMAGENET_CLASSES:
-        (warn or _stderr)(f"warning: {loaded.checkpoint} does not record its preprocessing: using {info.name}'s "
-                          f"default ({preprocessing.image_size} px, crop {preprocessing.crop_pct}); set it with "
-                          f"--image-size and --crop-pct if the model was trained otherwise")
+    warning = loaded.unrecorded_preprocessing_warning("--image-size")
+    if warning and image_size is None:
+        (warn or _stderr)(warning)
     class_names = resolve_class_names(num_classes, loaded.class_names, labels)
     path, which = loaded.checkpoint, loaded.weights_used
 

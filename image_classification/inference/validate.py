@@ -213,11 +213,9 @@ def validate_folder(
                                    arch_flag="--model", ema_flag="--use-ema")
     prep = loaded.preprocessing.with_overrides(image_size=img_size, input_size=input_size, crop_pct=crop_pct,
                                                interpolation=interpolation, mean=mean, std=std)
-    if (loaded.checkpoint is not None and not loaded.preprocessing_recorded and img_size is None
-            and input_size is None and loaded.num_classes != 1000):
-        print(f"warning: {loaded.checkpoint} does not record its preprocessing: using {loaded.name}'s default "
-              f"({prep.image_size} px, crop {prep.crop_pct}); set it with --img-size and --crop-pct if the model "
-              f"was trained otherwise", file=sys.stderr, flush=True)
+    warning = loaded.unrecorded_preprocessing_warning("--img-size")
+    if warning and img_size is None and input_size is None:
+        print(warning, file=sys.stderr, flush=True)
     loader, _ = build_val_loader(root, split, prep, batch_size=batch_size, workers=workers, device=device,
                                  channels_last=channels_last)
     model = loaded.model.to(device, memory_format=torch.channels_last if channels_last else torch.contiguous_format)

@@ -53,6 +53,16 @@ class LoadedModel:
     def num_classes(self) -> int:
         return int(self.model.pretrained_cfg["num_classes"])
 
+    def unrecorded_preprocessing_warning(self, size_flag: str) -> str | None:
+        """One line when the file does not say how its images were preprocessed and the model is not an ImageNet
+        one (whose defaults are right): the registry's default is a guess, and `size_flag` sets it."""
+        if self.checkpoint is None or self.preprocessing_recorded or self.num_classes == DEFAULT_CLASSES:
+            return None
+        prep = self.preprocessing
+        return (f"warning: {self.checkpoint} does not record its preprocessing: using {self.name}'s default "
+                f"({prep.image_size} px, crop {prep.crop_pct}); set it with {size_flag} and --crop-pct if the model "
+                f"was trained otherwise")
+
 
 def classifier_width(model: nn.Module, state_dict: dict) -> int | None:
     """The class count a state dict's classifier has, read through the model's own key adaptation."""

@@ -251,3 +251,16 @@ def test_hf_folder_loads_in_timm(tmp_path):
     config = timm.data.resolve_data_config({}, model=model)
     assert tuple(config["input_size"]) == (3, 48, 48) and config["crop_pct"] == 0.75
     assert config["interpolation"] == "bilinear" and tuple(config["mean"]) == (0.5, 0.5, 0.5)
+
+
+def test_unrecorded_preprocessing_warning_only_where_it_is_a_guess(tmp_path):
+    """One line, naming the flag of the tool, for a plain state dict of a non-ImageNet model; none otherwise."""
+    torch.manual_seed(3)
+    torch.save(create_model(ARCH, num_classes=10).state_dict(), tmp_path / "bare.pth")
+    torch.save(create_model(ARCH, num_classes=1000).state_dict(), tmp_path / "imagenet.pth")
+    checkpoint, _, _ = training_checkpoint(tmp_path / "checkpoint.pth.tar")
+    warning = load_checkpoint_model(tmp_path / "bare.pth", ARCH).unrecorded_preprocessing_warning("--img-size")
+    assert warning and "\n" not in warning and "--img-size" in warning and "224 px" in warning
+    assert load_checkpoint_model(tmp_path / "imagenet.pth", ARCH).unrecorded_preprocessing_warning("--x") is None
+    assert load_checkpoint_model(checkpoint).unrecorded_preprocessing_warning("--x") is None
+    assert load_checkpoint_model(None, ARCH, num_classes=10).unrecorded_preprocessing_warning("--x") is None
