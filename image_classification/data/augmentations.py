@@ -60,10 +60,9 @@ DALI = Backend(
             "{choices}")
 NVJPEG = Backend(
     "nvjpeg", "pytorch-gpu",
-    unknown="augmentation {name!r} is not available on --data-backend pytorch-gpu; use --data-backend pytorch or "
-            "dali-gpu for it",
-    refusal="augmentation {name!r} is not available on --data-backend pytorch-gpu; use --data-backend pytorch or "
-            "dali-gpu for it")
+    unknown="unknown augmentation {name!r}; with --data-backend pytorch-gpu choose from: {choices}",
+    refusal="augmentation {name!r} is not available on --data-backend pytorch-gpu; use --data-backend {elsewhere} "
+            "for it")
 BACKENDS = (PYTORCH, DALI, NVJPEG)
 
 
