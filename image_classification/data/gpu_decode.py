@@ -23,6 +23,7 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from common.cli_errors import UserError
 
+from . import augmentations
 from .device import DeviceLoader
 from .folder import BadSample, ImageFolderDataset, _reason, read_rgb, sample_seed
 from .samplers import ShardSampler
@@ -344,9 +345,8 @@ class GpuDecodeLoader(DeviceLoader):
 
 def _check(cfg, need_train: bool) -> None:
     if need_train and not cfg.no_aug:
-        if cfg.augmentation not in (None, "", "none", "None"):
-            raise UserError(f"augmentation {cfg.augmentation!r} is not available on --data-backend {BACKEND}; use "
-                            f"--data-backend pytorch or dali-gpu for it")
+        # The backend has no policy stage: the registry refuses every policy but the policy of no policy.
+        augmentations.build(cfg.augmentation, augmentations.NVJPEG)
         if cfg.color_jitter > 0:
             raise UserError(f"colour jitter is not available on --data-backend {BACKEND}; use --data-backend pytorch")
 

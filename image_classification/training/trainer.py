@@ -26,6 +26,7 @@ from common.training_log import (
     TrainingLogger,
 )
 from common.workspace_lock import WorkspaceLock
+from image_classification.data.batch_augmentations import build_batch_augmentations
 from image_classification.data.loader import build_data
 from image_classification.inference.evaluate import evaluate
 from image_classification.models import create_model, get_model_info
@@ -37,7 +38,7 @@ from .config import TrainingConfig
 from .distill import Resized, build_teacher
 from .divergence import DivergenceWatch, TrainingDiverged, weights_are_finite
 from .ema import ModelEma
-from .losses import build_mixup, build_train_loss
+from .losses import build_train_loss
 from .metric_window import MetricWindow
 from .run_control import StopSignals, agree
 from .schedule import LRSchedule
@@ -140,6 +141,7 @@ class Trainer:
         self.accum = 1
         self.step: TrainingStep | None = None
         self.teacher = None
+        self.batch_augmentations = []
         if distilling:
             # Never wrapped in DDP: it is not trained, so there is nothing to synchronise.
             self.teacher = build_teacher(cfg.teacher, cfg.teacher_checkpoint, self.num_classes).to(
@@ -154,19 +156,14 @@ class Trainer:
                 self.epoch_samples = cfg.prof * self.global_batch
             self.accum = self._accumulation_steps()
             self.schedule = LRSchedule(cfg)
-            self.mixup = build_mixup(cfg, self.num_classes)
+            self.batch_augmentations = build_batch_augmentations(cfg, self.num_classes, self.device)
+            soft_targets = any(op.soft_targets for op in self.batch_augmentations)
             self.step = TrainingStep(self.model, cfg, self.dist, accum=self.accum,
-                                     train_loss=build_train_loss(cfg, self.mixup), teacher=self.teacher,
+                                     train_loss=build_train_loss(cfg, soft_targets), teacher=self.teacher,
                                      image_size=self.image_size, teacher_size=self.teacher_size)
             self.model = self.step.model  # SyncBatchNorm, when asked, replaced its BatchNorm layers
         # After the step's DDP wrapper broadcast rank 0's weights, so every rank averages the same weights.
         self.ema = ModelEma(self.model, cfg.use_ema) if cfg.use_ema else None
-        self.random_erasing = None
-        if cfg.random_erasing > 0 and not cfg.evaluate:
-            from timm.data.random_erasing import RandomErasing
-
-            self.random_erasing = RandomErasing(cfg.random_erasing, mode=cfg.random_erasing_mode,
-                                                max_count=cfg.random_erasing_count, device=str(self.device))
         self.checkpoints = CheckpointWriter.for_config(cfg, self.dist.is_main)
 
         self.divergence = DivergenceWatch(self.device, cfg.max_nonfinite_steps)
@@ -475,13 +472,9 @@ class Trainer:
         return samples, stop_by
 
     def _augment_on_device(self, images: torch.Tensor, targets: torch.Tensor, epoch: int):
-        """Random erasing and mixup/cutmix, which work on whole batches on the device."""
-        if self.random_erasing is not None:
-            images = self.random_erasing(images)
-        if self.mixup is not None:
-            # timm's --mixup-off-epoch: the targets stay soft (smoothed) but images are no longer mixed.
-            self.mixup.mixup_enabled = not (self.cfg.mixup_off_epoch and epoch >= self.cfg.mixup_off_epoch)
-            images, targets = self.mixup(images, targets)
+        """The batch augmentations (data/batch_augmentations.py), which work on whole batches on the device."""
+        for op in self.batch_augmentations:
+            images, targets = op(images, targets, epoch)
         return images, targets
 
     def validate(self, model: nn.Module, prefix: str) -> dict:

@@ -8,7 +8,8 @@ import torch
 pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install nvidia-dali-cuda130)")
 
 from common.cli_errors import UserError  # noqa: E402
-from image_classification.data.dali import AutoAugmentSpec, RandAugmentSpec, parse_augmentation  # noqa: E402
+from image_classification.data.augment_dali import AutoAugmentSpec, RandAugmentSpec  # noqa: E402
+from image_classification.data.augmentations import DALI, build  # noqa: E402
 from image_classification.data.loader import build_data  # noqa: E402
 from image_classification.models.registry import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from image_classification.training.config import TrainingConfig  # noqa: E402
@@ -152,6 +153,10 @@ def test_augmentation_policies_give_valid_batches(digits_root, augmentation, int
     check_batch(images, targets, n=32)
     assert targets[:16].tolist() == next(iter(plain))[1].tolist()  # same order, whatever the augmentation
     assert len(train) == 1438 // 32
+
+
+def parse_augmentation(name):
+    return build(name, DALI)  # what --augmentation becomes on the DALI backends
 
 
 def test_augmentation_specs():
