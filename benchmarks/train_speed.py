@@ -2,9 +2,10 @@
 
     PYTHONPATH=. python benchmarks/train_speed.py --json OUT.json             # the issue #5 comparison on one GPU
     PYTHONPATH=. python benchmarks/train_speed.py --only ours-b0-compile      # one row
+    PYTHONPATH=. python benchmarks/train_speed.py --only ours-b0-compile-graphs timm-b0-tuned   # ours vs a tuned peer
     PYTHONPATH=. python benchmarks/train_speed.py --only e2e --jpeg-data /tmp/jpegs --e2e-backends pytorch dali-gpu
     PYTHONPATH=. python benchmarks/train_speed.py --cpu --b0-batch 4 --gpunet-batch 2 --b0-size 64 --gpunet-size 64 \
-        --steps 2 --warmup 1 --trainer-steps 4                              # a smoke run on the CPU (fp32)
+        --steps 2 --warmup 1 --trainer-steps 4          # a smoke run on the CPU (fp32; a compiled row takes minutes)
 
 Rows (fp16 AMP, channels_last, SGD with momentum, label smoothing 0.1):
 - `timm-b0-eager` / `timm-b0-compile`: timm's efficientnet_b0 in a plain training loop, batch 256 at 224 px.
