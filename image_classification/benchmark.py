@@ -409,6 +409,7 @@ def main(argv=None):
     if device.type == "cpu" and precision == "fp16":
         raise UserError("fp16 inference needs a GPU; use --precision fp32 or bf16 on the CPU")
     torch.backends.cudnn.benchmark = True
+    models = [get_model_info(name).name for name in args.model]  # a misspelt name fails before any measuring
     bandwidth, bandwidth_source = args.copy_bandwidth_gbs, "given"
     if bandwidth is None and device.type == "cuda":
         bandwidth, bandwidth_source = round(copy_bandwidth_gbs(device), 1), "measured (1 GiB device-to-device copy)"
@@ -418,7 +419,6 @@ def main(argv=None):
             "copy_bandwidth_gbs": bandwidth, "copy_bandwidth": bandwidth_source if bandwidth else None}
     if bandwidth:
         print(f"copy bandwidth {bandwidth:.1f} GB/s, {bandwidth_source}", flush=True)
-    models = [get_model_info(name).name for name in args.model]
     with tempfile.TemporaryDirectory() as tmp:
         for name in models:
             info = get_model_info(name)
