@@ -3,20 +3,9 @@ signals, a workspace already in use, divergence and a silent rank."""
 from __future__ import annotations
 
 import argparse
-import math
 
-from common.cli_errors import ArgumentParser, positive_int
+from common.cli_errors import ArgumentParser, positive_float, positive_int
 from image_classification.training.config import SIGUSR1_ACTIONS
-
-
-def positive_float(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not (math.isfinite(x) and x > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
-    return x
 
 
 def add_reliability_arguments(p: ArgumentParser) -> None:
