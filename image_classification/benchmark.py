@@ -7,7 +7,8 @@ Modes build on each other the way a deployment would, all with weights in --prec
 trained), `channels_last`, `graph` (channels_last, replayed as one CUDA graph: the plain graph-captured forward),
 `folded` (BatchNorm folded into the convolutions), `folded-graph`, `compile` (folded + torch.compile),
 `compile-graph` (folded + compiled + CUDA graph), `fast` (the fast path that classify.py, launch.py's
-evaluate/benchmark_inference and Triton run: compile-graph with `fast_compile_options`), `onnxruntime`, `tensorrt`
+evaluate/benchmark_inference and Triton run: compile-graph with `fast_compile_options`), `fast-triton` (the fast
+path with the MBConv blocks on this project's fused Triton kernels), `onnxruntime`, `tensorrt`
 (when installed) and `aoti` (an AOTInductor package). Each is warmed up, then timed as the median of many CUDA-event
 (or wall-clock, on the CPU) measurements of one call (graph modes include copying the input into the captured
 buffer); peak GPU memory is recorded. Peers (timm, torchvision) run eager, channels_last, graph, compile and
@@ -30,7 +31,7 @@ import torch.nn as nn
 from common.cli_errors import ArgumentParser, UserError, non_negative_int, positive_int, run_cli
 
 MODES = ("eager", "channels_last", "graph", "folded", "folded-graph", "compile", "compile-graph", "fast",
-         "onnxruntime", "tensorrt", "aoti")
+         "fast-triton", "onnxruntime", "tensorrt", "aoti")
 PEER_MODES = ("eager", "channels_last", "graph", "compile", "compile-graph")
 # timm's and torchvision's names for the same architectures (GPUNet has no peer there).
 PEERS = {
@@ -153,14 +154,15 @@ def build_runner(model: nn.Module, mode: str, *, device, precision: str, example
     from image_classification.inference.fast import fast_predictor, prepare_for_inference
 
     cuda = device.type == "cuda"
-    if mode.endswith("graph") or mode == "fast":
+    if mode.endswith("graph") or mode.startswith("fast"):
         if not cuda:
             raise UserError(f"mode {mode} needs a GPU")
     if mode in ("eager", "channels_last", "graph"):
         return peer_runner(model, mode, device=device, precision=precision, example=example, compile_mode=compile_mode)
-    if mode == "fast":
+    if mode in ("fast", "fast-triton"):
         return fast_predictor(model, device=device, precision=precision, batch_size=example.shape[0],
-                              image_size=example.shape[-1], log=None)
+                              image_size=example.shape[-1], log=None,
+                              kernels="triton" if mode == "fast-triton" else "inductor")
     if mode in ("folded", "folded-graph", "compile", "compile-graph"):
         return prepare_for_inference(
             model, device=device, precision=precision, channels_last=True, fold_bn=True,
