@@ -43,6 +43,8 @@ MODELS = (("efficientnet-b0", 224), ("gpunet-0", 320))
 OPS = ("expand", "depthwise", "project", "block")
 TOLERANCE = 2e-2  # fp16 relative error (norm) between the Triton and the reference output
 OPS_NS = torch.ops.image_classification
+# The blocks whose tile configurations --sweep times: large and small maps, k3 and k5, narrow and wide.
+SWEEP_BLOCKS = ("layers.1.block0", "layers.4.block1", "layers.5.block1", "blocks.8", "blocks.11")
 
 
 def randomise_batchnorm(model: torch.nn.Module) -> None:
@@ -271,7 +273,10 @@ def main(argv=None) -> int:
                 row["ok"] = row["rel_err"] < TOLERANCE
                 rows.append(row)
                 print(format_row(row), flush=True)
-                if args.sweep and batch == max(args.batch_size) and case["op"] in ("depthwise", "project"):
+                if args.json:
+                    write_json(args.json, device, bandwidth, rows, sweeps)
+                if (args.sweep and batch == max(args.batch_size) and case["op"] in ("depthwise", "project")
+                        and entry["names"][0] in SWEEP_BLOCKS):
                     sweeps.append(dict(model=entry["model"], block=row["block"], op=case["op"], batch=batch,
                                        detail=case["detail"], default_ms=row["triton_ms"],
                                        results=sweep(case, calls, replays)))
@@ -289,13 +294,18 @@ def main(argv=None) -> int:
     print(summary)
     bad = [r for r in rows if "error" in r or not r.get("ok", False)]
     if args.json:
-        Path(args.json).write_text(json.dumps(dict(
-            meta=dict(device=device, torch=torch.__version__, copy_gbps=bandwidth, command=" ".join(sys.argv),
-                      date=time.strftime("%Y-%m-%d %H:%M:%S"), tolerance=TOLERANCE),
-            rows=rows, sweeps=sweeps), indent=1))
+        write_json(args.json, device, bandwidth, rows, sweeps)
     if bad:
         print(f"{len(bad)} row(s) failed or disagree with the reference beyond {TOLERANCE}", file=sys.stderr)
     return 1 if bad else 0
+
+
+def write_json(path: str, device: str, bandwidth: float, rows: list, sweeps: list) -> None:
+    """Rewritten after every row, so a run stopped at its time limit keeps what it measured."""
+    Path(path).write_text(json.dumps(dict(
+        meta=dict(device=device, torch=torch.__version__, copy_gbps=bandwidth, command=" ".join(sys.argv),
+                  date=time.strftime("%Y-%m-%d %H:%M:%S"), tolerance=TOLERANCE),
+        rows=rows, sweeps=sweeps), indent=1))
 
 
 HEADER = (f"{'model':16s} {'block':22s} {'op':9s} {'batch':>5s} {'detail':34s} {'ref ms':>8s} {'triton ms':>9s} "
