@@ -7,7 +7,8 @@ For each block it times each op of the fused forward and the whole block:
 - expand:    1x1 conv + bias + activation           (Triton GEMM vs cuDNN conv + Inductor elementwise)
 - depthwise: k x k depthwise + bias + act [+ SE mean] (Triton vs cuDNN + Inductor's fused act/mean)
 - project:   [SE scale] 1x1 conv + bias [+ residual]  (Triton GEMM with prologue/epilogue vs Inductor + cuDNN)
-- block:     the fused block (ops above + the SE MLP in torch) vs the BN-folded block, torch.compile'd.
+- block:     the fused block (ops above + the SE MLP in torch) vs the BN-folded block, both torch.compile'd (the
+             custom ops stay opaque calls; Inductor fuses the torch parts around them, as in the fast path).
 The reference side is `image_classification.kernels.reference` (or the folded block) under torch.compile
 (default mode, static shapes): cuDNN convolutions with Inductor's generated elementwise kernels around them. Both
 sides are captured in a CUDA graph of several back-to-back calls and timed by events over the graph's replays
@@ -123,6 +124,8 @@ def copy_bandwidth() -> float:
     """Device-to-device copy, GB/s counting bytes read plus bytes written."""
     src = torch.randn(2**29, device="cuda", dtype=torch.float16)  # 1 GiB
     dst = torch.empty_like(src)
+    for _ in range(50):  # the clocks idle low until the GPU has been busy a while
+        dst.copy_(src)
     ms = time_graph(lambda: dst.copy_(src), calls=5, replays=10)
     return 2 * 2**30 / (ms * 1e-3) / 1e9
 
@@ -183,14 +186,14 @@ def first(out):
 
 def run_case(case: dict, calls: int, replays: int) -> dict:
     args = case["args"]
-    ref = case["ref"]
-    compiled = torch.compile(ref, dynamic=False)
+    compiled = torch.compile(case["ref"], dynamic=False)
+    mine = torch.compile(case["triton"], dynamic=False) if case["op"] == "block" else case["triton"]
     with torch.inference_mode():
         expected = first(compiled(*args))
-        got = first(case["triton"](*args))
+        got = first(mine(*args))
         err = rel_error(got, expected)
         ref_ms = time_graph(lambda: compiled(*args), calls, replays)
-        tri_ms = time_graph(lambda: case["triton"](*args), calls, replays)
+        tri_ms = time_graph(lambda: mine(*args), calls, replays)
     return dict(ref_ms=ref_ms, triton_ms=tri_ms, rel_err=err)
 
 

@@ -77,10 +77,14 @@ def _pow2_at_least(value: int, low: int) -> int:
 
 
 def tile_shape(n: int, pixels: int, channels: int) -> tuple[int, int]:
-    """(BLOCK_P, BLOCK_C): 64 channels (128 bytes of fp16) by up to 64 pixels, smaller while the grid is too small
-    to fill the GPU (batch 1 at 7x7)."""
-    block_c = min(64, _pow2_at_least(channels, 16))
-    block_p = min(64, _pow2_at_least(pixels, 16))
+    """(BLOCK_P, BLOCK_C), from a sweep on the H200 (benchmarks/results/2026-12-03-h200/kernels): 32 pixels by 64
+    channels, or 64-128 pixels by 32 channels where 64-wide tiles would pad the channels more (96, 144, 480, 672);
+    pixel tiles shrink while the grid is too small to fill the GPU (batch 1 at 7x7)."""
+    padded = {width: triton.cdiv(channels, width) * width for width in (64, 32)}
+    block_c = 64 if padded[64] <= padded[32] else 32
+    block_c = min(block_c, _pow2_at_least(channels, 16))
+    block_p = 32 if block_c == 64 else (128 if pixels >= 1024 else 64)
+    block_p = min(block_p, _pow2_at_least(pixels, 16))
     while block_p > 16 and n * triton.cdiv(pixels, block_p) * triton.cdiv(channels, block_c) < TARGET_PROGRAMS:
         block_p //= 2
     while block_c > 32 and n * triton.cdiv(pixels, block_p) * triton.cdiv(channels, block_c) < TARGET_PROGRAMS:

@@ -70,15 +70,16 @@ def _pow2_at_least(value: int, low: int) -> int:
     return max(low, triton.next_power_of_2(value))
 
 
-def tile_shape(rows: int, k: int, nout: int) -> tuple[int, int, int]:
-    """(BLOCK_M, BLOCK_N, BLOCK_K): 128 rows by all output channels up to 128, 64 deep; 64 rows when the grid is
-    too small to fill the GPU."""
+def tile_shape(rows: int, k: int, nout: int) -> tuple[int, int, int, int]:
+    """(BLOCK_M, BLOCK_N, BLOCK_K, num_stages), from a sweep on the H200 (benchmarks/results/2026-12-03-h200/kernels):
+    128 rows by all output channels up to 128, 64 deep in 3 stages (32 deep in 4 for inputs of up to 128 channels);
+    64 rows when the grid is too small to fill the GPU. Four warps: eight were slower on every swept shape."""
     block_n = min(128, _pow2_at_least(nout, 16))
-    block_k = min(64, _pow2_at_least(k, 16))
+    block_k, stages = (min(32, _pow2_at_least(k, 16)), 4) if k <= 128 else (64, 3)
     block_m = 128
     if triton.cdiv(rows, block_m) * triton.cdiv(nout, block_n) < TARGET_PROGRAMS:
         block_m = 64
-    return block_m, block_n, block_k
+    return block_m, block_n, block_k, stages
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:
@@ -99,11 +100,10 @@ def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sc
     r = _rows(residual) if residual is not None else y
     s = scale if scale is not None else bias
     config = config or {}
-    block_m, block_n, block_k = tile_shape(m, k, nout)
+    block_m, block_n, block_k, stages = tile_shape(m, k, nout)
     block_m, block_n, block_k = (config.get("BLOCK_M", block_m), config.get("BLOCK_N", block_n),
                                  config.get("BLOCK_K", block_k))
     n_tiles = triton.cdiv(nout, block_n)
-    big = block_m * block_n >= 128 * 128
     _pointwise_kernel[(triton.cdiv(m, block_m) * n_tiles,)](
         a, weight, bias, s, r, y,
         m, k, nout, h * w, n_tiles,
@@ -112,6 +112,6 @@ def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, sc
         r.stride(0), r.stride(1), y.stride(0),
         HAS_SCALE=scale is not None, HAS_RES=residual is not None, ACT=ACT_CODES[act],
         IEEE=x.dtype == torch.float32, BLOCK_M=block_m, BLOCK_N=block_n, BLOCK_K=block_k,
-        num_warps=config.get("num_warps", 8 if big else 4), num_stages=config.get("num_stages", 3),
+        num_warps=config.get("num_warps", 4), num_stages=config.get("num_stages", stages),
     )
     return y.view(n, h, w, nout).permute(0, 3, 1, 2)

@@ -23,6 +23,13 @@ MODELS = {"efficientnet-b0": 224, "gpunet-0": 320}
 CEILING = 1e-2
 
 
+@pytest.fixture(autouse=True)
+def exact_float32(monkeypatch):
+    """float32 references in float32, not TF32 (cuDNN's default on Ampere and later)."""
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+
+
 def randomised(model: nn.Module) -> nn.Module:
     g = torch.Generator().manual_seed(0)
     for m in model.modules():
@@ -93,14 +100,6 @@ def test_every_block_at_full_shape_fp16(name):
 
 
 @pytest.mark.parametrize("name", list(MODELS))
-def test_every_block_at_batch_1_bf16(name):
-    model = folded_model(name)
-    for key, shape in block_inputs(model, MODELS[name]).items():
-        fused, plain = errors(model.get_submodule(key), torch.randn(1, *shape, device="cuda"), torch.bfloat16)
-        assert fused < max(2 * plain, 1e-3) and fused < 5e-2, (key, fused, plain)
-
-
-@pytest.mark.parametrize("name", list(MODELS))
 def test_whole_network_fused_matches_the_folded_network(name):
     from image_classification.inference.fused_model import fuse_model
 
@@ -145,3 +144,11 @@ def test_prepare_for_inference_with_triton_kernels_and_a_cuda_graph():
     out = predictor(x)
     assert predictor.graph_misses == 0
     assert rel_error(out, reference) < min(CEILING, max(2 * rel_error(plain(x), reference), 1e-3))
+
+
+def test_every_block_at_batch_1_bf16():
+    name = "efficientnet-b0"  # bf16 compiles every kernel again: one network is enough
+    model = folded_model(name)
+    for key, shape in block_inputs(model, MODELS[name]).items():
+        fused, plain = errors(model.get_submodule(key), torch.randn(1, *shape, device="cuda"), torch.bfloat16)
+        assert fused < max(2 * plain, 1e-3) and fused < 5e-2, (key, fused, plain)
