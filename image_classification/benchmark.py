@@ -11,7 +11,8 @@ trained), `channels_last`, `graph` (channels_last, replayed as one CUDA graph: t
 `compile-graph` (folded + compiled + CUDA graph), `fast` (the fast path that classify.py, launch.py's
 evaluate/benchmark_inference and Triton run: compile-graph with `fast_compile_options`), `fast-frozen` and
 `fast-frozen-mm` (the fast path with Inductor's freezing at every batch size, without and with 1x1 convolutions as
-matmuls: the fast path itself gives those only to batches <= 8), `onnxruntime`, `tensorrt` (when installed) and
+matmuls: the fast path itself gives those only to batches <= 8), `fast-triton` (the fast path with the MBConv
+blocks on this project's fused Triton kernels), `onnxruntime`, `tensorrt` (when installed) and
 `aoti` (an AOTInductor package). Each is warmed up, then timed as the median of many CUDA-event (or wall-clock, on
 the CPU) measurements of one call (graph modes include copying the input into the captured buffer); peak GPU memory
 is recorded.
@@ -46,7 +47,7 @@ from common.cli_errors import ArgumentParser, UserError, non_negative_int, posit
 # The fast path with freezing at every batch size, to measure per batch size whether it beats fast.py's rule (freezing
 # and 1x1-as-matmul only for batches <= SMALL_BATCH) before that rule changes.
 FROZEN_FAST_OPTIONS = {"fast-frozen": {"freezing": True}, "fast-frozen-mm": {"freezing": True, "conv_1x1_as_mm": True}}
-FAST_MODES = ("fast", *FROZEN_FAST_OPTIONS)
+FAST_MODES = ("fast", "fast-triton", *FROZEN_FAST_OPTIONS)
 MODES = ("eager", "channels_last", "graph", "folded", "folded-graph", "compile", "compile-graph", *FAST_MODES,
          "onnxruntime", "tensorrt", "aoti")
 PEER_MODES = ("eager", "channels_last", "graph", "compile", "compile-graph", "tuned")
@@ -186,9 +187,10 @@ def build_runner(model: nn.Module, mode: str, *, device, precision: str, example
             raise UserError(f"mode {mode} needs a GPU")
     if mode in ("eager", "channels_last", "graph"):
         return peer_runner(model, mode, device=device, precision=precision, example=example, compile_mode=compile_mode)
-    if mode == "fast":
+    if mode in ("fast", "fast-triton"):
         return fast_predictor(model, device=device, precision=precision, batch_size=example.shape[0],
-                              image_size=example.shape[-1], log=None)
+                              image_size=example.shape[-1], log=None,
+                              kernels="triton" if mode == "fast-triton" else "inductor")
     if mode in FROZEN_FAST_OPTIONS:
         return prepare_for_inference(
             model, device=device, precision=precision, channels_last=True, fold_bn=True, compile="default",

@@ -32,6 +32,9 @@ import torch.nn as nn
 from common.cli_errors import UserError
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# "inductor": cuDNN/cuBLAS convolutions with Inductor's fused elementwise around them; "triton": the MBConv blocks run
+# this project's fused Triton kernels (image_classification.kernels), the rest as with "inductor".
+KERNELS = ("inductor", "triton")
 FOLD_METHODS = ("auto", "fx", "modules")
 # Modes whose inductor configuration already records CUDA graphs (they would fight a manual capture).
 _CUDAGRAPH_COMPILE_MODES = ("reduce-overhead", "max-autotune")
@@ -370,6 +373,20 @@ class Predictor:
                 f"compile={self.compile_mode}, cuda_graph={self.graph_shape})")
 
 
+def _check_kernels(kernels: str, device: torch.device, precision: str, fold_bn: bool) -> None:
+    if kernels not in KERNELS:
+        raise UserError(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
+    if kernels != "triton":
+        return
+    from image_classification.kernels import unavailable_reason
+
+    reason = unavailable_reason(device, PRECISIONS[precision])
+    if reason is None and not fold_bn:
+        reason = "they take BN-folded blocks, and BN folding is off"
+    if reason is not None:
+        raise UserError(f"the fused Triton kernels cannot be used: {reason}; use kernels 'inductor'")
+
+
 def unknown_inductor_options(options: dict) -> list[str]:
     """The keys of `options` that are not TorchInductor config names (dotted ones checked by their first part)."""
     from torch._inductor import config as inductor_config
@@ -400,6 +417,7 @@ def prepare_for_inference(
     cuda_graph: bool = False,
     batch_size: int | None = None,
     image_size: int | None = None,
+    kernels: str = "inductor",
 ) -> Predictor:
     """A `Predictor` around an optimised eval-mode copy of `model` (`model` itself is not modified).
 
@@ -416,11 +434,15 @@ def prepare_for_inference(
     - cuda_graph: capture one forward for (batch_size, 3, image_size, image_size) into a CUDA graph with a static
       input buffer; inputs of other shapes run uncaptured. Needs CUDA and batch_size; modes that record their own
       CUDA graphs ("reduce-overhead", "max-autotune") cannot be combined with it.
+    - kernels: "inductor" (default) or "triton": the MBConv blocks run the fused Triton kernels
+      (`image_classification.inference.fused_model`); needs BN folding, a CUDA device, fp16 or bf16 and Triton.
+      `fused_blocks` on the predictor says how many blocks were swapped.
     On CUDA, cuDNN's autotuner (torch.backends.cudnn.benchmark) is switched on: the shapes of inference repeat.
     """
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = _resolve_device(device)
+    _check_kernels(kernels, device, precision, fold_bn)
     mode = _resolve_compile_mode(compile)
     if device.type == "cpu" and precision == "fp16":
         raise UserError("fp16 inference needs a CUDA device (PyTorch's CPU kernels are slow or missing in fp16): "
@@ -450,6 +472,11 @@ def prepare_for_inference(
     prepared = prepared.to(device=device, dtype=PRECISIONS[precision])
     if channels_last:
         prepared = prepared.to(memory_format=torch.channels_last)
+    fused = 0
+    if kernels == "triton":
+        from .fused_model import fuse_model
+
+        fused = fuse_model(prepared)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
@@ -460,6 +487,7 @@ def prepare_for_inference(
     predictor = Predictor(runner, device=device, precision=precision, channels_last=channels_last,
                           compile_mode=mode, bn_folded=fold_bn)
     predictor.eager_model = prepared  # the uncompiled module, for inspection (same weights)
+    predictor.kernels, predictor.fused_blocks = kernels, fused
     if mode is not None and size is not None:
         # Compile now, for the shape that will run, so the time shows up here and not in the first request.
         example = torch.zeros(batch_size or 1, 3, size, size)
@@ -471,20 +499,22 @@ def prepare_for_inference(
 
 
 def fast_predictor(model: nn.Module, *, device: str | torch.device, precision: str, batch_size: int,
-                   image_size: int, compile: bool = True, log=print) -> Predictor:
+                   image_size: int, compile: bool = True, log=print, kernels: str = "inductor") -> Predictor:
     """The fast path as classify.py, launch.py's evaluate/benchmark_inference and Triton use it on a GPU: BN folded,
     weights in `precision`, channels_last, torch.compile with `fast_compile_options(batch_size)` (unless `compile` is
     False) and one CUDA graph for (batch_size, 3, image_size, image_size); smaller batches are padded into it.
+    `kernels="triton"` runs the MBConv blocks on the fused Triton kernels (see `prepare_for_inference`).
     `log` gets one line saying what was built and how long compiling took (None: silent)."""
     start = time.perf_counter()
     predictor = prepare_for_inference(
         model, device=device, precision=precision, channels_last=True, fold_bn=True,
         compile="default" if compile else None, compile_options=fast_compile_options(batch_size) if compile else None,
-        cuda_graph=True, batch_size=batch_size, image_size=image_size)
+        cuda_graph=True, batch_size=batch_size, image_size=image_size, kernels=kernels)
     predictor.setup_seconds = time.perf_counter() - start
     if log is not None:
         what = (f"compiled in {predictor.compile_seconds:.1f} s (cache: {os.environ.get('TORCHINDUCTOR_CACHE_DIR')})"
                 if compile else "not compiled")
-        log(f"=> fast inference path: BN folded, {precision}, channels_last, CUDA graph for batch {batch_size} at "
-            f"{image_size} px, {what}; ready in {predictor.setup_seconds:.1f} s")
+        fused = f", {predictor.fused_blocks} blocks on fused Triton kernels" if kernels == "triton" else ""
+        log(f"=> fast inference path: BN folded, {precision}, channels_last{fused}, CUDA graph for batch {batch_size} "
+            f"at {image_size} px, {what}; ready in {predictor.setup_seconds:.1f} s")
     return predictor
