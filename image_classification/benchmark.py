@@ -422,6 +422,7 @@ def main(argv=None):
     if bandwidth:
         print(f"copy bandwidth {bandwidth:.1f} GB/s, {bandwidth_source}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
+        failed: list[str] = []
         for name in models:
             info = get_model_info(name)
             size = args.image_size or info.input_size
@@ -443,6 +444,16 @@ def main(argv=None):
                     except UserError as exc:
                         print(f"skipped {source} {label} {mode} batch {bs}: {exc}", file=sys.stderr, flush=True)
                         continue
+                    except Exception as exc:  # noqa: BLE001
+                        # One mode that breaks (a compiler error, memory) must not cost the rows after it; the run
+                        # still ends non-zero below.
+                        failed.append(f"{source} {label} {mode} batch {bs}")
+                        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                        print(f"failed {failed[-1]}: {type(exc).__name__}: {first_line[:300]}", file=sys.stderr,
+                              flush=True)
+                        if device.type == "cuda":
+                            torch.cuda.empty_cache()
+                        continue
                     add_roofline(row, traffic, bandwidth)
                     rows.append(row)
                     print(format_table([row], bandwidth).splitlines()[-1], flush=True)
@@ -457,6 +468,8 @@ def main(argv=None):
         print()
         print(format_ratios(ratios))
     _write_json(args.json, meta, rows, ratios)
+    if failed:
+        raise UserError(f"{len(failed)} configuration(s) failed: {'; '.join(failed)}")
 
 
 def _write_json(path: str | None, meta: dict, rows: list[Timing], ratios: list[dict]) -> None:

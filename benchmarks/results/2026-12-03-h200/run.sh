@@ -26,7 +26,7 @@ WARM=/tmp/ic-warm
 mkdir -p "$WARM" "$TORCHINDUCTOR_CACHE_DIR"
 
 BENCH=("$PY" -m image_classification.benchmark --precision fp16)
-OURS=(--modes fast fast-frozen fast-frozen-mm)
+OURS=(--modes fast fast-frozen fast-frozen-mm fast-triton)
 B0_PEERS=(--peers timm plain --peer-modes compile-graph tuned)
 G0_PEERS=(--peers plain --peer-modes compile-graph tuned)
 TRAIN=("$PY" benchmarks/train_speed.py --only ours-b0-compile-graphs timm-b0-tuned ours-gpunet0-compile-graphs
