@@ -6,6 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+def flag_for(name: str) -> str:
+    """The flag of setting `name` where no CLI dialect spells it otherwise: "--" and the name with dashes."""
+    return f"--{name.replace('_', '-')}"
+
+
 @dataclass
 class DataConfig:
     data: str | None = None  # the dataset root, holding the train and val splits

@@ -27,6 +27,7 @@ import torch
 
 from common.cli_errors import UserError
 
+from .config import DataConfig
 from .folder import ImageFolderDataset, find_bad_images, sample_seed
 from .samplers import ShardSampler
 
@@ -409,9 +410,9 @@ def _dali_reason(text: str) -> str:
 # the factory
 
 
-def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, crop_pct: float, mean, std,
-                    device: torch.device, rank: int = 0, world_size: int = 1, need_train: bool = True,
-                    need_val: bool = True):
+def build_dali_data(cfg: DataConfig, *, gpu: bool, image_size: int, val_image_size: int, crop_pct: float, mean, std,
+                    device: torch.device, memory_format: str, seed: int | None, num_classes: int | None, flag,
+                    rank: int = 0, world_size: int = 1, need_train: bool = True, need_val: bool = True):
     from .bundle import bundle, check_val_classes, split_folder
     from .transforms import val_resize_size
 
@@ -435,7 +436,7 @@ def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, cro
         hflip=cfg.hflip, vflip=cfg.vflip, color_jitter=cfg.color_jitter,
         fill_value=int(round(255 * sum(mean) / len(mean))),
         mean=tuple(255.0 * m for m in mean), std=tuple(255.0 * s for s in std),
-        channels_last=cfg.memory_format == "nhwc", num_threads=max(cfg.workers, 1), prefetch=max(cfg.prefetch, 1),
+        channels_last=memory_format == "nhwc", num_threads=max(cfg.workers, 1), prefetch=max(cfg.prefetch, 1),
     )
     loader_args = dict(device=device, rank=rank, world_size=world_size)
     train = val = None
@@ -456,7 +457,7 @@ def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, cro
             raise UserError(f"{ds.root} has {len(ds)} images: fewer than one batch of {cfg.batch_size} per process; "
                             f"lower --batch-size")
         classes = ds.classes
-        train = DaliLoader(ds, spec, seed=cfg.seed, **loader_args)
+        train = DaliLoader(ds, spec, seed=seed, **loader_args)
     if need_val:
         interp = _interp(types, cfg.val_interpolation or cfg.interpolation, allow_random=False)
         spec = PipelineSpec(train=False, image_size=val_image_size,
@@ -464,8 +465,8 @@ def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, cro
                             augmentation=None, batch_size=cfg.val_batch_size or cfg.batch_size, **common)
         ds = ImageFolderDataset(split_folder(root, cfg.val_split), None)
         classes = check_val_classes(classes, ds.classes)
-        val = DaliLoader(ds, spec, seed=cfg.seed, **loader_args)
+        val = DaliLoader(ds, spec, seed=seed, **loader_args)
     if classes is None:
         raise UserError("nothing to load: neither training nor validation data was asked for")
-    return bundle(cfg, root, train, val, classes)
+    return bundle(root, train, val, classes, num_classes=num_classes, flag=flag)
 

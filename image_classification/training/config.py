@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from common.cli_errors import UserError
-from image_classification.data.config import DataConfig
+from image_classification.data.config import DataConfig, flag_for
 
 OPTIMIZERS = ("sgd", "rmsprop", "rmsproptf", "adamw", "lamb")
 LR_SCHEDULES = ("step", "linear", "cosine")
@@ -200,7 +200,7 @@ class TrainingConfig:
 
     def flag(self, name: str) -> str:
         """The flag that sets config value (or model keyword) `name`, spelled as the user's dialect spells it."""
-        return self.flag_names.get(name, f"--{name.replace('_', '-')}")
+        return self.flag_names[name] if name in self.flag_names else flag_for(name)
 
     def validate(self) -> TrainingConfig:
         """Check values no parser can check; one clear line per problem, naming the flag as the user spelled it."""

@@ -26,7 +26,6 @@ from common.training_log import (
     TrainingLogger,
 )
 from common.workspace_lock import WorkspaceLock
-from image_classification.data.loader import build_data
 from image_classification.inference.evaluate import evaluate
 from image_classification.models import create_model, get_model_info
 from image_classification.models.checkpoint import load_state_dict_checked, read_checkpoint, strip_prefixes
@@ -40,6 +39,7 @@ from .ema import ModelEma
 from .losses import build_mixup, build_train_loss
 from .metric_window import MetricWindow
 from .run_control import StopSignals, agree
+from .run_data import build_run_data
 from .schedule import LRSchedule
 from .step import TrainingStep
 
@@ -122,7 +122,7 @@ class Trainer:
         self.teacher_size = (cfg.teacher_img_size or self.image_size) if distilling else self.image_size
         # One loader at the larger of the two resolutions; each network gets the batch resized on the device.
         self.loader_size = max(self.image_size, self.teacher_size)
-        self.data = build_data(
+        self.data = build_run_data(
             cfg, image_size=self.loader_size, val_image_size=self.val_image_size, crop_pct=self.crop_pct,
             mean=self.mean, std=self.std, device=self.device, rank=self.dist.rank,
             world_size=self.dist.world_size, need_train=not cfg.evaluate, need_val=not cfg.training_only,

@@ -24,11 +24,11 @@ FAST = ("--img-size", "32", "-j", "0", "-b", "128", "--cpu", "--log-freq", "0")
 
 def val_loader(digits_root: Path):
     """The data factory's val loader with GPUNet-0's preprocessing at 32 px (what validate.py must reproduce)."""
+    from image_classification.data.config import DataConfig
     from image_classification.data.loader import build_data
-    from image_classification.training.config import TrainingConfig
 
     info = get_model_info("gpunet-0")
-    cfg = TrainingConfig(data=str(digits_root), batch_size=64, workers=0, interpolation="bicubic")
+    cfg = DataConfig(data=str(digits_root), batch_size=64, workers=0, interpolation="bicubic")
     return build_data(cfg, image_size=32, val_image_size=32, crop_pct=info.crop_pct, mean=info.mean, std=info.std,
                       device=torch.device("cpu"), need_train=False).val
 
