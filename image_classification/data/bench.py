@@ -77,7 +77,7 @@ def _batches(loader, split: str):
 def _time_loader(cfg: DataConfig, *, split: str, image_size: int, crop_pct: float, batches: int, warmup: int,
                 device: torch.device) -> tuple[int, float, float]:
     """(images, seconds for the timed batches, set-up seconds incl. warm-up)."""
-    from image_classification.models.registry import IMAGENET_MEAN, IMAGENET_STD
+    from image_classification.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
     start = time.perf_counter()
     bundle = build_data(cfg, image_size=image_size, val_image_size=image_size, crop_pct=crop_pct,
