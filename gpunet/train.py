@@ -28,8 +28,8 @@ OPTIMIZERS = {"sgd": ("sgd", True), "nesterov": ("sgd", True), "momentum": ("sgd
               "rmsprop": ("rmsprop", False), "rmsproptf": ("rmsproptf", False), "adamw": ("adamw", False),
               "lamb": ("lamb", False)}
 
-# How this dialect spells the flag behind each TrainingConfig value where it is not "--" and the value's name with
-# dashes (see config.CONVNETS_FLAGS), so that validation messages name the flags typed here.
+# How this dialect spells the flag behind each setting where it is not "--" and the setting's name with dashes
+# (validation messages name the flags typed here); tests/image_classification/cli checks it against the parser.
 TIMM_FLAGS = {
     "optimizer": "--opt", "lr_schedule": "--sched", "batch_size": "-b/--batch-size", "warmup": "--warmup-epochs",
     "workers": "-j/--workers", "print_freq": "--log-interval", "label_smoothing": "--smoothing",
@@ -41,6 +41,9 @@ TIMM_FLAGS = {
     "rmsprop_eps": "--opt-eps", "adam_betas": "--opt-betas", "resume_optimizer": "--no-resume-opt",
     "data": "DIR", "workspace": "--output/--experiment", "raport_file": "--dllogger-name",
     "topk": "top-k", "dropout": "--drop", "drop_path_rate": "--drop-path", "model_config": "--model-config",
+    "arch": "--model", "augmentation": "--aa", "interpolation": "--train-interpolation",
+    "val_interpolation": "--interpolation", "nesterov": "--opt", "lr_schedule_epochs": "--epochs",
+    "device": "--cpu", "progress": "--no-progress",
 }
 
 # Flags timm has and we do not implement: (flag dest, default, why).

@@ -14,7 +14,7 @@ from common.cli_errors import ArgumentParser, UserError, positive_int
 from image_classification.cli.run_flags import add_reliability_arguments, reliability_config
 from image_classification.data.choices import BACKENDS
 from image_classification.quantization.options import add_quantization_arguments, options_from_args
-from image_classification.training.config import OPTIMIZERS, STREAM_PRIORITIES, TrainingConfig
+from image_classification.training.config import MODEL_FLAGS, OPTIMIZERS, STREAM_PRIORITIES, TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,18 @@ class Dialect:
     add_model_arguments: Callable[[ArgumentParser, argparse._ArgumentGroup], None]
     model_kwargs: tuple[str, ...]
 
+
+# How this dialect spells the flag behind each setting where it is not "--" and the setting's name with dashes
+# (validation messages name the flags typed here); tests/image_classification/cli checks it against the parser.
+CONVNETS_FLAGS = {
+    **MODEL_FLAGS, "data": "DIR", "random_erasing": "--reprob", "random_erasing_mode": "--remode",
+    "compile_options": "--compile-option", "workers": "-j/--workers", "print_freq": "-p/--print-freq",
+    "precision": "--amp/--amp-dtype/--tf32", "device": "--cpu", "save_checkpoints": "--no-checkpoints",
+    "progress": "--no-progress", "fast_inference": "--no-fast", "inference_compile": "--no-compile",
+    "val_interpolation": "--interpolation",
+    "val_batch_size": "the validation batch size", "crop_ratio": "the crop aspect ratio range",
+    "checkpoint_hist": "the number of kept checkpoints",
+}
 
 INTERPOLATIONS = ("bilinear", "bicubic", "random", "triangular")
 AFFINITY_MODES = ("none", "socket", "socket_single", "socket_single_unique", "socket_unique_interleaved",
@@ -235,7 +247,8 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
         lr_decay_epochs=args.lr_decay_epochs, lr_decay_rate=args.lr_decay_rate, warmup_lr=args.warmup_lr,
         random_erasing=args.reprob, random_erasing_mode=args.remode, teacher=args.teacher,
         teacher_checkpoint=args.teacher_checkpoint, teacher_img_size=args.teacher_img_size,
-        kd_temperature=args.kd_temperature, kd_weight=args.kd_weight, **reliability_config(args),
+        kd_temperature=args.kd_temperature, kd_weight=args.kd_weight, flag_names=dict(CONVNETS_FLAGS),
+        **reliability_config(args),
     )
     if args.interpolation == "random":
         cfg.val_interpolation = "bicubic"  # validation needs one fixed interpolation

@@ -18,16 +18,14 @@ STREAM_PRIORITIES = ("high", "normal")
 SIGUSR1_ACTIONS = ("stop", "checkpoint")
 TIMM_LATEST = "last.pth.tar"  # timm's name for the latest checkpoint (ConvNets: --checkpoint-filename)
 
-# Messages name the flag the user typed. A config value's flag is "--" and its name with dashes (model_kwargs: the
-# keyword's name), except where a dialect spells it otherwise or has no flag for it (then: words for the value).
-# These are ConvNets' (main.py's) exceptions, the default; gpunet/train.py gives timm's through
-# TrainingConfig.flag_names.
-CONVNETS_FLAGS = {
-    "num_classes": "--num_classes", "random_erasing": "--reprob", "random_erasing_mode": "--remode",
-    "compile_options": "--compile-option", "workers": "-j/--workers", "print_freq": "-p/--print-freq",
-    "dropout": "--dropout", "survival_prob": "--survival_prob", "bn_momentum": "--bn_momentum",
-    "drop_path_rate": "--drop_path_rate", "val_batch_size": "the validation batch size",
-    "crop_ratio": "the crop aspect ratio range", "checkpoint_hist": "the number of kept checkpoints",
+# Messages name the flag the user typed: each CLI dialect gives its spelling of the settings' flags
+# (TrainingConfig.flag_names: cli/convnets.CONVNETS_FLAGS, gpunet/train.TIMM_FLAGS), where it is not "--" and the
+# setting's name with dashes (a model keyword's too), or words where the dialect has no flag for it. A config built
+# without a dialect spells the model's settings as every upstream tool does (main.py, classify.py, model2onnx.py).
+MODEL_FLAGS = {
+    "num_classes": "--num_classes", "dropout": "--dropout", "survival_prob": "--survival_prob",
+    "bn_momentum": "--bn_momentum", "bn_epsilon": "--bn_epsilon", "conv_init": "--conv_init",
+    "drop_path_rate": "--drop_path_rate", "model_config": "--model_config",
 }
 
 # Model keywords the CLIs set, and the range each must fall in: (low, high, low included, high included).
@@ -184,7 +182,7 @@ class TrainingConfig:
     name: TrainingConfig(lr=0.1), cfg.lr and to_dict() speak it, as the CLIs, the presets, the saved checkpoints and
     the reports always have; a part that needs one section takes it (build_data takes sections.data)."""
     sections: Sections
-    # How the CLI dialect in use spells each flag (see CONVNETS_FLAGS); not a setting, so not in to_dict().
+    # How the CLI dialect in use spells each flag (see MODEL_FLAGS); not a setting, so not in to_dict().
     flag_names: dict[str, str] = field(compare=False, repr=False)
 
     def __init__(self, sections: Sections | None = None, flag_names: dict[str, str] | None = None, **values: Any):
@@ -196,7 +194,7 @@ class TrainingConfig:
         self.sections = Sections(**{
             name: dataclasses.replace(getattr(base, name), **{k: v for k, v in values.items() if SECTION_OF[k] == name})
             for name in SECTION_NAMES})
-        self.flag_names = dict(CONVNETS_FLAGS) if flag_names is None else flag_names
+        self.flag_names = dict(MODEL_FLAGS) if flag_names is None else flag_names
 
     def flag(self, name: str) -> str:
         """The flag that sets config value (or model keyword) `name`, spelled as the user's dialect spells it."""
