@@ -455,7 +455,7 @@ def build_dali_data(cfg: DataConfig, *, gpu: bool, image_size: int, val_image_si
         per_rank = -(-len(ds) // world_size)
         if per_rank < cfg.batch_size:
             raise UserError(f"{ds.root} has {len(ds)} images: fewer than one batch of {cfg.batch_size} per process; "
-                            f"lower --batch-size")
+                            f"lower {flag('batch_size')}")
         classes = ds.classes
         train = DaliLoader(ds, spec, seed=seed, **loader_args)
     if need_val:

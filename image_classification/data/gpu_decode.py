@@ -388,7 +388,7 @@ def build_gpu_decode_data(cfg: DataConfig, *, image_size: int, val_image_size: i
         per_rank = -(-len(folder) // world_size)
         if per_rank < cfg.batch_size:
             raise UserError(f"{folder.root} has {len(folder)} images: fewer than one batch of {cfg.batch_size} per "
-                            f"process; lower --batch-size")
+                            f"process; lower {flag('batch_size')}")
         if cfg.no_aug:
             planner = Planner(image_size, train=False, crop_pct=crop_pct,
                               interpolation=_mode(cfg.val_interpolation or "bilinear", allow_random=False))

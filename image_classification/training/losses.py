@@ -10,7 +10,8 @@ def build_mixup(cfg, num_classes: int):
     if cfg.mixup <= 0 and cfg.cutmix <= 0 and not cfg.cutmix_minmax:
         return None
     if cfg.batch_size % 2:
-        raise UserError(f"mixup/cutmix pair images within a batch: --batch-size must be even, got {cfg.batch_size}")
+        raise UserError(f"mixup/cutmix pair images within a batch: {cfg.flag('batch_size')} must be even, got "
+                        f"{cfg.batch_size}")
     from timm.data import Mixup
 
     return Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, cutmix_minmax=cfg.cutmix_minmax,

@@ -248,8 +248,8 @@ class Trainer:
         per_step = cfg.batch_size * self.dist.world_size
         if cfg.optimizer_batch_size % per_step:
             raise UserError(
-                f"--optimizer-batch-size {cfg.optimizer_batch_size} is not a multiple of batch size x processes "
-                f"({cfg.batch_size} x {self.dist.world_size} = {per_step})"
+                f"{cfg.flag('optimizer_batch_size')} {cfg.optimizer_batch_size} is not a multiple of batch size x "
+                f"processes ({cfg.batch_size} x {self.dist.world_size} = {per_step})"
             )
         return cfg.optimizer_batch_size // per_step
 
@@ -309,10 +309,11 @@ class Trainer:
         ckpt = read_checkpoint(path)
         if "state_dict" not in ckpt or "epoch" not in ckpt:
             raise UserError(f"{path} is not a training checkpoint (no 'state_dict'/'epoch'); "
-                            f"to start from its weights use --pretrained-from-file")
+                            f"to start from its weights use {self.cfg.flag('pretrained_from_file')}")
         arch = ckpt.get("arch")
         if arch and get_model_info(arch).name != self.info.name:
-            raise UserError(f"{path} was trained as {arch}, not {self.info.name}: pick the matching --arch")
+            raise UserError(f"{path} was trained as {arch}, not {self.info.name}: pick the matching "
+                            f"{self.cfg.flag('arch')}")
         load_state_dict_checked(self.model, ckpt["state_dict"], source=path)
         if self.ema is not None:
             # Upstream crashed here when the checkpoint had no EMA; start the average from the weights instead.
@@ -323,7 +324,7 @@ class Trainer:
                 self.step.optimizer.load_state_dict(ckpt["optimizer"])
             except (ValueError, KeyError) as exc:
                 raise UserError(
-                    f"{path}: optimizer state does not match --optimizer {self.cfg.optimizer} ({exc})"
+                    f"{path}: optimizer state does not match {self.cfg.flag('optimizer')} {self.cfg.optimizer} ({exc})"
                 ) from None
         scaler_state = ckpt.get("scaler") or ckpt.get("amp_scaler")
         if scaler_state and not self.cfg.evaluate:

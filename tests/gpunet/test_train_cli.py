@@ -364,6 +364,25 @@ def test_convnets_dialect_messages_name_convnets_flags(convnets_argv, convnets_w
     assert_one_line_error(proc, convnets_words)
 
 
+# An error found after validation, while the run starts, names the flag as each dialect spells it too.
+RESUME_ANOTHER_ARCH = [
+    (train.main, ["--model", "gpunet_0", "--img-size", 32, "-b", 32, "--output", "{out}", "--experiment", "run"],
+     "pick the matching --model"),
+    (gpunet_main.main, ["--arch", "gpunet-0", "--image-size", 32, "-b", 32, "--workspace", "{out}"],
+     "pick the matching --arch"),
+]
+
+
+@pytest.mark.parametrize("entry, argv, words", RESUME_ANOTHER_ARCH, ids=["timm", "convnets"])
+def test_resuming_another_architecture_names_the_dialects_model_flag(entry, argv, words, digits_root, tmp_path,
+                                                                     capsys):
+    checkpoint = tmp_path / "gpunet-1.pth.tar"
+    torch.save({"state_dict": {}, "epoch": 1, "arch": "gpunet-1"}, checkpoint)
+    argv = [digits_root, *(str(a).format(out=tmp_path / "out") for a in argv), "--resume", checkpoint, "--cpu",
+            "-j", 0, "--no-progress"]
+    assert_one_line_error(in_process(entry, argv, capsys), "was trained as gpunet-1, not gpunet-0", words)
+
+
 def test_class_count_mismatch_names_the_timm_flag(digits_root, tmp_path, capsys):
     proc = in_process(train.main, [digits_root, "--num-classes", 3, "--output", tmp_path, "--img-size", 32,
                                    "-b", 32, "--cpu", "-j", 0, "--no-progress"], capsys)
