@@ -15,6 +15,7 @@ OPTIMIZERS = ("sgd", "rmsprop", "rmsproptf", "adamw", "lamb")
 LR_SCHEDULES = ("step", "linear", "cosine")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 STREAM_PRIORITIES = ("high", "normal")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 SIGUSR1_ACTIONS = ("stop", "checkpoint")
 TIMM_LATEST = "last.pth.tar"  # timm's name for the latest checkpoint (ConvNets: --checkpoint-filename)
 
@@ -212,7 +213,7 @@ class TrainingConfig:
         need(self.lr_schedule in LR_SCHEDULES,
              f"{flag('lr_schedule')} must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        need(self.compile_mode in ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+        need(self.compile_mode in COMPILE_MODES,
              f"{flag('compile_mode')} must be default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs, "
              f"got {self.compile_mode!r}")
         if self.compile_options:
@@ -230,6 +231,8 @@ class TrainingConfig:
         need(self.epochs >= 1 or self.evaluate, f"{flag('epochs')} must be at least 1, got {self.epochs}")
         need(math.isfinite(self.lr) and self.lr >= 0, f"{flag('lr')} must be a finite number >= 0, got {self.lr}")
         need(0.0 <= self.momentum < 1.0, f"{flag('momentum')} must be in [0, 1), got {self.momentum}")
+        need(self.clip_grad is None or (math.isfinite(self.clip_grad) and self.clip_grad >= 0),
+             f"{flag('clip_grad')} takes a gradient norm >= 0 (0: no clipping), got {self.clip_grad}")
         need(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
              f"{flag('weight_decay')} must be a finite number >= 0, got {self.weight_decay}")
         need(self.run_epochs == -1 or self.run_epochs >= 1,

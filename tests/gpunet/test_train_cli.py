@@ -95,6 +95,25 @@ def test_model_ema_and_amp(tmp_path, capsys):
     assert dry([tmp_path, "--native-amp"], capsys)["precision"] == "fp16"
 
 
+def test_data_backend_compile_mode_and_stream_priority(tmp_path, capsys):
+    """The core features the ConvNets dialect has had, under timm's spelling where timm has one."""
+    cfg = dry([tmp_path, "--data-backend", "pytorch-gpu", "--torchcompile", "--torchcompile-mode", "reduce-overhead",
+               "--stream-priority", "normal"], capsys)
+    assert (cfg["data_backend"], cfg["compile"], cfg["compile_mode"], cfg["stream_priority"]) == (
+        "pytorch-gpu", True, "reduce-overhead", "normal")
+    cfg = dry([tmp_path], capsys)
+    assert (cfg["data_backend"], cfg["compile"], cfg["compile_mode"], cfg["stream_priority"]) == (
+        "pytorch", False, "default", "high")
+
+
+def test_trains_on_synthetic_data_without_a_folder(tmp_path, capsys):
+    train.main(["--data-backend", "synthetic", "--num-classes", "10", "--img-size", "32", "-b", "8", "--epochs", "1",
+                "--prof", "2", "--warmup-epochs", "0", "--cpu", "--no-progress", "--output", str(tmp_path),
+                "--experiment", "synthetic"])
+    rows = summary_rows(tmp_path / "synthetic")
+    assert len(rows) == 1 and float(rows[0]["train_loss"]) > 0
+
+
 @pytest.mark.parametrize("model, size", [("gpunet_0", 320), ("gpunet_2", 384), ("gpunet_p1", 224),
                                          ("GPUNet-D2", 528), ("0.65ms", 320)])
 def test_img_size_defaults_to_the_models(model, size, tmp_path, capsys):
@@ -349,6 +368,10 @@ SAME_MISTAKE = [
     (["--crop-pct", "1.5"], "--crop-pct is the fraction of the resized image kept, in (0, 1]", None, None),
     (["--lr", "nan"], "--lr must be a finite number >= 0, got nan", None, None),
     (["--img-size", "100000", "-b", "64"], "--img-size 100000 cannot fit", None, None),
+    (["--clip-grad", "-1"], "--clip-grad takes a gradient norm >= 0", ["--clip-grad", "-1"],
+     "--clip-grad takes a gradient norm >= 0"),
+    (["--torchcompile", "--torchcompile-mode", "fast"], "--torchcompile-mode: invalid choice",
+     ["--compile-mode", "fast"], "--compile-mode: invalid choice"),
 ]
 
 
@@ -412,6 +435,17 @@ def test_gpunet_main_defaults_and_model_flags(tmp_path, capsys):
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["arch"] == "gpunet-p0"
     assert cfg["model_kwargs"] == {"dropout": 0.3, "drop_path_rate": 0.1, "model_config": "net.json"}
+
+
+def test_convnets_dialect_clips_gradients_and_syncs_batchnorm(tmp_path, capsys):
+    """The core features the timm dialect has had, spelt in the ConvNets dialect's style."""
+    capsys.readouterr()
+    effnet_main.main([str(tmp_path), "--clip-grad", "2.5", "--sync-bn", "--dry-run"])
+    cfg = json.loads(capsys.readouterr().out)
+    assert (cfg["clip_grad"], cfg["sync_bn"]) == (2.5, True)
+    effnet_main.main([str(tmp_path), "--dry-run"])
+    cfg = json.loads(capsys.readouterr().out)
+    assert (cfg["clip_grad"], cfg["sync_bn"]) == (None, False)
 
 
 def test_gpunet_main_refuses_efficientnet(tmp_path, capsys):
