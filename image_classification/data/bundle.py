@@ -3,6 +3,8 @@ val, the class count against the model's. Below the factory (loader.py) and the 
 gpu_decode.py), so none of them imports another."""
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,3 +46,12 @@ def bundle(root, train, val, classes, *, num_classes: int | None, flag) -> DataB
         raise UserError(f"{root} has {len(classes)} classes but {named} is {num_classes}: "
                         f"pass {named} {len(classes)} (or leave it out to use the data's count)")
     return DataBundle(train, val, len(classes), list(classes))
+
+
+def warn_if_topk_covers_every_class(topk: int, num_classes: int, root, flag: str) -> None:
+    """Top-k of k >= the class count is 100% whatever the model does. Warned, not refused: the default k (5) meets
+    small data sets that the user never asked a top-k of. `flag`: the top-k flag as the user's tool spells it."""
+    if topk <= num_classes or os.environ.get("RANK", "0") != "0":  # one line per run, not one per process
+        return
+    print(f"warning: {flag} {topk} is more than the {num_classes} classes in {root}: every image will count as a "
+          f"top-{topk} hit", file=sys.stderr, flush=True)

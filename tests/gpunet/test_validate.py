@@ -224,6 +224,15 @@ def test_accepted_compatibility_flags(digits_root, ckpts, capsys):
     assert rc == 0 and result["images"] == 359
 
 
+def test_topk_above_the_class_count_is_warned_once_with_the_users_k(digits_root, ckpts, capsys):
+    rc, result, err = run_validate(capsys, digits_root, "--model", "gpunet_0", "--checkpoint", ckpts["plain"], *FAST,
+                                   "--topk", 20)
+    assert rc == 0 and result["top20"] == 100.0
+    assert err.count("warning: --topk 20 is more than the 10 classes in") == 1
+    _, _, err = run_validate(capsys, digits_root, "--model", "gpunet_0", "--checkpoint", ckpts["plain"], *FAST)
+    assert "--topk" not in err
+
+
 def test_unknown_model_is_one_line(digits_root):
     proc = run_script(VALIDATE, digits_root, "--model", "gpunet_9", "--cpu")
     assert_one_line_error(proc, "unknown model 'gpunet_9'")
