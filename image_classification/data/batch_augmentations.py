@@ -33,7 +33,7 @@ class Mixup:
 
     def __init__(self, cfg, num_classes: int, device: torch.device):
         if cfg.batch_size % 2:
-            raise UserError(f"mixup/cutmix pair images within a batch: --batch-size must be even, got "
+            raise UserError(f"mixup/cutmix pair images within a batch: {cfg.flag('batch_size')} must be even, got "
                             f"{cfg.batch_size}")
         from timm.data import Mixup as TimmMixup
 

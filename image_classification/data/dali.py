@@ -29,6 +29,7 @@ from common.cli_errors import UserError
 
 from . import augmentations
 from .augment_dali import PipelineStep
+from .config import DataConfig
 from .folder import ImageFolderDataset, find_bad_images, sample_seed
 from .samplers import ShardSampler
 
@@ -333,9 +334,9 @@ def _dali_reason(text: str) -> str:
 # the factory
 
 
-def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, crop_pct: float, mean, std,
-                    device: torch.device, rank: int = 0, world_size: int = 1, need_train: bool = True,
-                    need_val: bool = True):
+def build_dali_data(cfg: DataConfig, *, gpu: bool, image_size: int, val_image_size: int, crop_pct: float, mean, std,
+                    device: torch.device, memory_format: str, seed: int | None, num_classes: int | None, flag,
+                    rank: int = 0, world_size: int = 1, need_train: bool = True, need_val: bool = True):
     from .bundle import bundle, check_val_classes, split_folder
     from .transforms import val_resize_size
 
@@ -359,7 +360,7 @@ def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, cro
         hflip=cfg.hflip, vflip=cfg.vflip,
         fill_value=int(round(255 * sum(mean) / len(mean))),
         mean=tuple(255.0 * m for m in mean), std=tuple(255.0 * s for s in std),
-        channels_last=cfg.memory_format == "nhwc", num_threads=max(cfg.workers, 1), prefetch=max(cfg.prefetch, 1),
+        channels_last=memory_format == "nhwc", num_threads=max(cfg.workers, 1), prefetch=max(cfg.prefetch, 1),
     )
     loader_args = dict(device=device, rank=rank, world_size=world_size)
     train = val = None
@@ -381,9 +382,9 @@ def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, cro
         per_rank = -(-len(ds) // world_size)
         if per_rank < cfg.batch_size:
             raise UserError(f"{ds.root} has {len(ds)} images: fewer than one batch of {cfg.batch_size} per process; "
-                            f"lower --batch-size")
+                            f"lower {flag('batch_size')}")
         classes = ds.classes
-        train = DaliLoader(ds, spec, seed=cfg.seed, **loader_args)
+        train = DaliLoader(ds, spec, seed=seed, **loader_args)
     if need_val:
         interp = _interp(types, cfg.val_interpolation or cfg.interpolation, allow_random=False)
         spec = PipelineSpec(train=False, image_size=val_image_size,
@@ -392,8 +393,8 @@ def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, cro
                             batch_size=cfg.val_batch_size or cfg.batch_size, **common)
         ds = ImageFolderDataset(split_folder(root, cfg.val_split), None)
         classes = check_val_classes(classes, ds.classes)
-        val = DaliLoader(ds, spec, seed=cfg.seed, **loader_args)
+        val = DaliLoader(ds, spec, seed=seed, **loader_args)
     if classes is None:
         raise UserError("nothing to load: neither training nor validation data was asked for")
-    return bundle(cfg, root, train, val, classes)
+    return bundle(root, train, val, classes, num_classes=num_classes, flag=flag)
 

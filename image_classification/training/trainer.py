@@ -27,7 +27,6 @@ from common.training_log import (
 )
 from common.workspace_lock import WorkspaceLock
 from image_classification.data.batch_augmentations import build_batch_augmentations
-from image_classification.data.loader import build_data
 from image_classification.inference.evaluate import evaluate
 from image_classification.models import create_model, get_model_info
 from image_classification.models.checkpoint import load_state_dict_checked, read_checkpoint, strip_prefixes
@@ -41,6 +40,7 @@ from .ema import ModelEma
 from .losses import build_train_loss
 from .metric_window import MetricWindow
 from .run_control import StopSignals, agree
+from .run_data import build_run_data
 from .schedule import LRSchedule
 from .step import TrainingStep
 
@@ -123,7 +123,7 @@ class Trainer:
         self.teacher_size = (cfg.teacher_img_size or self.image_size) if distilling else self.image_size
         # One loader at the larger of the two resolutions; each network gets the batch resized on the device.
         self.loader_size = max(self.image_size, self.teacher_size)
-        self.data = build_data(
+        self.data = build_run_data(
             cfg, image_size=self.loader_size, val_image_size=self.val_image_size, crop_pct=self.crop_pct,
             mean=self.mean, std=self.std, device=self.device, rank=self.dist.rank,
             world_size=self.dist.world_size, need_train=not cfg.evaluate, need_val=not cfg.training_only,
@@ -245,8 +245,8 @@ class Trainer:
         per_step = cfg.batch_size * self.dist.world_size
         if cfg.optimizer_batch_size % per_step:
             raise UserError(
-                f"--optimizer-batch-size {cfg.optimizer_batch_size} is not a multiple of batch size x processes "
-                f"({cfg.batch_size} x {self.dist.world_size} = {per_step})"
+                f"{cfg.flag('optimizer_batch_size')} {cfg.optimizer_batch_size} is not a multiple of batch size x "
+                f"processes ({cfg.batch_size} x {self.dist.world_size} = {per_step})"
             )
         return cfg.optimizer_batch_size // per_step
 
@@ -306,10 +306,11 @@ class Trainer:
         ckpt = read_checkpoint(path)
         if "state_dict" not in ckpt or "epoch" not in ckpt:
             raise UserError(f"{path} is not a training checkpoint (no 'state_dict'/'epoch'); "
-                            f"to start from its weights use --pretrained-from-file")
+                            f"to start from its weights use {self.cfg.flag('pretrained_from_file')}")
         arch = ckpt.get("arch")
         if arch and get_model_info(arch).name != self.info.name:
-            raise UserError(f"{path} was trained as {arch}, not {self.info.name}: pick the matching --arch")
+            raise UserError(f"{path} was trained as {arch}, not {self.info.name}: pick the matching "
+                            f"{self.cfg.flag('arch')}")
         load_state_dict_checked(self.model, ckpt["state_dict"], source=path)
         if self.ema is not None:
             # Upstream crashed here when the checkpoint had no EMA; start the average from the weights instead.
@@ -320,7 +321,7 @@ class Trainer:
                 self.step.optimizer.load_state_dict(ckpt["optimizer"])
             except (ValueError, KeyError) as exc:
                 raise UserError(
-                    f"{path}: optimizer state does not match --optimizer {self.cfg.optimizer} ({exc})"
+                    f"{path}: optimizer state does not match {self.cfg.flag('optimizer')} {self.cfg.optimizer} ({exc})"
                 ) from None
         scaler_state = ckpt.get("scaler") or ckpt.get("amp_scaler")
         if scaler_state and not self.cfg.evaluate:

@@ -11,10 +11,10 @@ from common.cli_errors import UserError
 from image_classification.data import augmentations
 from image_classification.data.augmentations import BACKENDS, DALI, NOT_SUPPORTED, NVJPEG, POLICIES, PYTORCH, Policy
 from image_classification.data.batch_augmentations import build_batch_augmentations
-from image_classification.data.loader import build_data
 from image_classification.data.transforms import train_transform
 from image_classification.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from image_classification.training.config import TrainingConfig
+from image_classification.training.run_data import build_run_data
 
 # A name for each family of policies (a name ending in "-" takes a timm spec after it).
 FAMILY_EXAMPLES = {"rand-": "rand-m9-mstd0.5", "augmix-": "augmix-m5-w3"}
@@ -111,8 +111,8 @@ def config(root, backend, **kw):
 
 
 def data(cfg):
-    return build_data(cfg, image_size=32, val_image_size=32, crop_pct=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD,
-                      device=torch.device("cpu"), need_val=False)
+    return build_run_data(cfg, image_size=32, val_image_size=32, crop_pct=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD,
+                          device=torch.device("cpu"), need_val=False)
 
 
 def test_the_pytorch_backend_runs_a_new_policy(new_policy, digits_root):
