@@ -31,7 +31,7 @@ from common.cli_errors import UserError
 
 from .gpunet_archs import ARCHS
 from .gpunet_config import GPUNetArch, LayerSpec, NetSpec, load_upstream_config
-from .layers import StochasticDepthResidual, make_divisible
+from .layers import StochasticDepthResidual, make_activation, make_divisible
 from .registry import ModelInfo, register_model
 
 PLAIN_BN_EPS = 1e-3
@@ -43,14 +43,6 @@ SE_RATIO = 0.25
 DISTILL_HEAD_WIDTH = 1152  # EpilogueD's fixed 1x1 conv width before pooling
 
 NGC_URL = "https://api.ngc.nvidia.com/v2/models/nvidia/dle/{}_pyt_ckpt/versions/21.12.0_amp/zip"
-
-
-def _act(name: str) -> nn.Module:
-    if name == "swish":
-        return nn.SiLU(inplace=True)
-    if name == "relu":
-        return nn.ReLU(inplace=True)
-    raise ValueError(f"unknown GPUNet activation {name!r}")
 
 
 def _is_number(value) -> bool:
@@ -86,7 +78,7 @@ class SqueezeExcite(nn.Module):
     def __init__(self, channels: int, reduced: int, act: str):
         super().__init__()
         self.conv_reduce = nn.Conv2d(channels, reduced, 1, bias=True)
-        self.act1 = _act(act)
+        self.act1 = make_activation(act, inplace=True)
         self.conv_expand = nn.Conv2d(reduced, channels, 1, bias=True)
         self.gate = nn.Sigmoid()
 
@@ -121,7 +113,7 @@ class Stem(Renamed):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1, bias=False)
         self.bn = _bn(out_ch, bn_eps)
-        self.act = _act(act)
+        self.act = make_activation(act, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
@@ -137,13 +129,13 @@ class LargeStem(Renamed):
         super().__init__()
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1, bias=False)
         self.bn1 = _bn(out_ch, bn_eps)
-        self.act1 = _act("relu")
+        self.act1 = make_activation("relu", inplace=True)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
         self.bn2 = _bn(out_ch, bn_eps)
-        self.act2 = _act("relu")
+        self.act2 = make_activation("relu", inplace=True)
         self.conv3 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
         self.bn3 = _bn(out_ch, bn_eps)
-        self.act3 = _act("relu")
+        self.act3 = make_activation("relu", inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.bn1(self.conv1(x)))
@@ -160,7 +152,7 @@ class Head(Renamed):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, features, 1, bias=False)
         self.bn = _bn(features, bn_eps)
-        self.act = _act("relu")
+        self.act = make_activation("relu", inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(dropout)
@@ -184,10 +176,10 @@ class DistillHead(Renamed):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, DISTILL_HEAD_WIDTH, 1, bias=False)
         self.bn = _bn(DISTILL_HEAD_WIDTH, bn_eps)
-        self.act = _act("relu")
+        self.act = make_activation("relu", inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.conv_proj = nn.Conv2d(DISTILL_HEAD_WIDTH, features, 1, bias=False)
-        self.act_proj = _act("relu")
+        self.act_proj = make_activation("relu", inplace=True)
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(features, num_classes)
@@ -211,7 +203,7 @@ class ConvBnAct(Renamed):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, symmetric_padding(kernel_size, stride), bias=False)
         self.bn1 = _bn(out_ch, bn_eps)
-        self.act1 = _act(act)
+        self.act1 = make_activation(act, inplace=True)
         self.residual_add = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -243,11 +235,11 @@ class InvertedResidual(Renamed):
         super().__init__()
         self.conv_pw = nn.Conv2d(in_ch, hidden, 1, groups=groups, bias=False)
         self.bn1 = _bn(hidden, bn_eps)
-        self.act1 = _act(act)
+        self.act1 = make_activation(act, inplace=True)
         self.conv_dw = nn.Conv2d(hidden, hidden, kernel_size, stride, symmetric_padding(kernel_size, stride),
                                  groups=hidden, bias=False)
         self.bn2 = _bn(hidden, bn_eps)
-        self.act2 = _act(act)
+        self.act2 = make_activation(act, inplace=True)
         self.se = SqueezeExcite(hidden, se_channels, act) if se_channels else None
         self.conv_pwl = nn.Conv2d(hidden, out_ch, 1, groups=groups, bias=False)
         self.bn3 = _bn(out_ch, bn_eps)
@@ -299,7 +291,7 @@ class EdgeResidual(Renamed):
         super().__init__()
         self.conv_exp = nn.Conv2d(in_ch, hidden, kernel_size, stride, padding, bias=False)
         self.bn1 = _bn(hidden, bn_eps)
-        self.act1 = _act(act)
+        self.act1 = make_activation(act, inplace=True)
         self.se = SqueezeExcite(hidden, se_channels, act) if se_channels else None
         self.conv_pwl = nn.Conv2d(hidden, out_ch, 1, bias=False)
         self.bn2 = _bn(out_ch, bn_eps)

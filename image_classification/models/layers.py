@@ -18,11 +18,15 @@ class OnnxSiLU(nn.Module):
 ACTIVATIONS = {"silu": nn.SiLU, "swish": nn.SiLU, "relu": nn.ReLU, "onnx-silu": OnnxSiLU}
 
 
-def make_activation(name: str) -> nn.Module:
+def make_activation(name: str, *, inplace: bool = False) -> nn.Module:
+    """The activation module for `name`, for both families. GPUNet's run in place, as upstream's do (a block's
+    activation overwrites the BatchNorm output, which nothing else reads); the spelled-out onnx-silu has no in-place
+    form and always returns a new tensor."""
     try:
-        return ACTIVATIONS[name]()
+        cls = ACTIVATIONS[name]
     except KeyError:
         raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
+    return cls() if cls is OnnxSiLU else cls(inplace=inplace)
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
