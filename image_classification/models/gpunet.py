@@ -31,7 +31,7 @@ from common.cli_errors import UserError
 
 from .gpunet_archs import ARCHS
 from .gpunet_config import GPUNetArch, LayerSpec, NetSpec, load_upstream_config
-from .layers import StochasticDepthResidual, make_activation, make_divisible
+from .layers import SENames, SqueezeExcitation, StochasticDepthResidual, make_activation, make_divisible
 from .registry import ModelInfo, register_model
 
 PLAIN_BN_EPS = 1e-3
@@ -40,6 +40,7 @@ DEFAULT_DROPOUT = 0.2
 # Upstream's plain builder ramps drop-path linearly to 0.2 over the JSON list; its distill blocks never drop.
 DEFAULT_DROP_PATH = {False: 0.2, True: 0.0}
 SE_RATIO = 0.25
+SE_NAMES = SENames(reduce="conv_reduce", activation="act1", expand="conv_expand", gate="gate")
 DISTILL_HEAD_WIDTH = 1152  # EpilogueD's fixed 1x1 conv width before pooling
 
 NGC_URL = "https://api.ngc.nvidia.com/v2/models/nvidia/dle/{}_pyt_ckpt/versions/21.12.0_amp/zip"
@@ -72,23 +73,9 @@ class Renamed(nn.Module):
     upstream_names: ClassVar[dict[str, str]] = {}
 
 
-class SqueezeExcite(nn.Module):
-    """Spatial mean, 1x1 conv (bias) to the reduced width, block activation, 1x1 conv (bias) back, sigmoid gate."""
-
-    def __init__(self, channels: int, reduced: int, act: str):
-        super().__init__()
-        self.conv_reduce = nn.Conv2d(channels, reduced, 1, bias=True)
-        self.act1 = make_activation(act, inplace=True)
-        self.conv_expand = nn.Conv2d(reduced, channels, 1, bias=True)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.conv_expand(self.act1(self.conv_reduce(x.mean((2, 3), keepdim=True))))
-        return self.scale(x, self.gate(s))
-
-    def scale(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        # Its own method so that INT8 quantization can put quantizers on both inputs of the multiply.
-        return x * gate
+def _squeeze_excitation(hidden: int, se_channels: int, act: str) -> SqueezeExcitation | None:
+    """A block's SE under upstream's timm-style names, activation in place; None for a block without one."""
+    return SqueezeExcitation(hidden, se_channels, act, names=SE_NAMES, inplace=True) if se_channels else None
 
 
 def se_width(hidden: int, expansion: float) -> int:
@@ -240,7 +227,7 @@ class InvertedResidual(Renamed):
                                  groups=hidden, bias=False)
         self.bn2 = _bn(hidden, bn_eps)
         self.act2 = make_activation(act, inplace=True)
-        self.se = SqueezeExcite(hidden, se_channels, act) if se_channels else None
+        self.se = _squeeze_excitation(hidden, se_channels, act)
         self.conv_pwl = nn.Conv2d(hidden, out_ch, 1, groups=groups, bias=False)
         self.bn3 = _bn(out_ch, bn_eps)
         self.residual_add = _residual(stride == 1 and in_ch == out_ch, drop_path_rate)
@@ -292,7 +279,7 @@ class EdgeResidual(Renamed):
         self.conv_exp = nn.Conv2d(in_ch, hidden, kernel_size, stride, padding, bias=False)
         self.bn1 = _bn(hidden, bn_eps)
         self.act1 = make_activation(act, inplace=True)
-        self.se = SqueezeExcite(hidden, se_channels, act) if se_channels else None
+        self.se = _squeeze_excitation(hidden, se_channels, act)
         self.conv_pwl = nn.Conv2d(hidden, out_ch, 1, bias=False)
         self.bn2 = _bn(out_ch, bn_eps)
         self.residual_add = _residual(stride == 1 and in_ch == out_ch, drop_path_rate)

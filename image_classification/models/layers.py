@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from typing import NamedTuple
 
 import torch
 import torch.nn as nn
@@ -58,6 +59,48 @@ def conv_bn_act(
     if act is not None:
         parts["activation"] = make_activation(act)
     return nn.Sequential(parts)
+
+
+class SENames(NamedTuple):
+    """The child names of a squeeze-excitation: they are its state_dict keys, so each family keeps its upstream's."""
+
+    reduce: str
+    activation: str
+    expand: str
+    gate: str | None  # None: the sigmoid is a function call, not a child module
+
+
+class SqueezeExcitation(nn.Module):
+    """Squeeze-excitation for both families: spatial mean, reduce to `squeeze_channels`, activation, expand back,
+    sigmoid gate, then x * gate.
+
+    What differs between the families is a parameter: `names` (EfficientNet: squeeze/activation/expand with a
+    functional sigmoid; GPUNet: conv_reduce/act1/conv_expand and an nn.Sigmoid `gate`), `use_conv` (1x1 convs, or
+    Linear layers on the pooled vector as upstream ConvNets' default SE) and `inplace` for the activation. The
+    squeeze width is the caller's: each family rounds it its own way.
+    """
+
+    def __init__(self, channels: int, squeeze_channels: int, activation: str, *, names: SENames,
+                 use_conv: bool = True, inplace: bool = False):
+        super().__init__()
+        layer = (lambda i, o: nn.Conv2d(i, o, 1, bias=True)) if use_conv else nn.Linear
+        self.use_conv = use_conv
+        self.names = names
+        self.add_module(names.reduce, layer(channels, squeeze_channels))
+        self.add_module(names.activation, make_activation(activation, inplace=inplace))
+        self.add_module(names.expand, layer(squeeze_channels, channels))
+        if names.gate is not None:
+            self.add_module(names.gate, nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        reduce, activation, expand = (getattr(self, n) for n in self.names[:3])
+        s = expand(activation(reduce(x.mean((2, 3), keepdim=self.use_conv))))
+        gate = torch.sigmoid(s) if self.names.gate is None else getattr(self, self.names.gate)(s)
+        return self.scale(x, gate if self.use_conv else gate[:, :, None, None])
+
+    def scale(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        # Its own method so that INT8 quantization can put quantizers on both inputs of the multiply.
+        return x * gate
 
 
 class StochasticDepthResidual(nn.Module):
