@@ -31,7 +31,7 @@ from common.cli_errors import UserError
 
 from .gpunet_archs import ARCHS
 from .gpunet_config import GPUNetArch, LayerSpec, NetSpec, load_upstream_config
-from .layers import SENames, SqueezeExcitation, StochasticDepthResidual, make_activation, make_divisible
+from .layers import ConvBnPairs, SENames, SqueezeExcitation, StochasticDepthResidual, make_activation, make_divisible
 from .registry import ModelInfo, register_model
 
 PLAIN_BN_EPS = 1e-3
@@ -68,9 +68,11 @@ def tf_same_padding_quirk(kernel_size: int, stride: int) -> int:
 
 
 class Renamed(nn.Module):
-    """Base for blocks whose children map onto upstream's names; `upstream_names` holds the non-identical ones."""
+    """Base for blocks whose children map onto upstream's names; `upstream_names` holds the non-identical ones.
+    Each block also declares its `conv_bn_pairs` (see layers.declared_conv_bn_pairs)."""
 
     upstream_names: ClassVar[dict[str, str]] = {}
+    conv_bn_pairs: ClassVar[ConvBnPairs] = ()
 
 
 def _squeeze_excitation(hidden: int, se_channels: int, act: str) -> SqueezeExcitation | None:
@@ -95,6 +97,7 @@ class Stem(Renamed):
     """3x3 stride-2 conv, BN, activation (upstream Prologue, or PrologueD with ReLU and eps 1e-5)."""
 
     upstream_names = {"conv": "net.0", "bn": "net.1"}
+    conv_bn_pairs = (("conv", "bn"),)
 
     def __init__(self, in_ch: int, out_ch: int, act: str, bn_eps: float):
         super().__init__()
@@ -111,6 +114,7 @@ class LargeStem(Renamed):
 
     upstream_names = {"conv1": "net.0", "bn1": "net.1", "conv2": "net.3", "bn2": "net.4", "conv3": "net.6",
                       "bn3": "net.7"}
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(self, in_ch: int, out_ch: int, bn_eps: float = DISTILL_BN_EPS):
         super().__init__()
@@ -134,6 +138,7 @@ class Head(Renamed):
     """1x1 conv, BN, ReLU (always, as upstream's Epilogue), global pool, dropout, fc."""
 
     upstream_names = {"conv": "net.0", "bn": "net.1", "fc": "net.6"}
+    conv_bn_pairs = (("conv", "bn"),)
 
     def __init__(self, in_ch: int, features: int, num_classes: int, dropout: float, bn_eps: float = PLAIN_BN_EPS):
         super().__init__()
@@ -158,6 +163,7 @@ class DistillHead(Renamed):
     fc."""
 
     upstream_names = {"conv": "net.0", "bn": "net.1", "conv_proj": "net.4", "fc": "net.8"}
+    conv_bn_pairs = (("conv", "bn"),)  # conv_proj has no BatchNorm
 
     def __init__(self, in_ch: int, features: int, num_classes: int, dropout: float, bn_eps: float = DISTILL_BN_EPS):
         super().__init__()
@@ -186,6 +192,8 @@ class DistillHead(Renamed):
 class ConvBnAct(Renamed):
     """k x k conv, BN, activation; no residual (upstream's builder never enables its skip)."""
 
+    conv_bn_pairs = (("conv", "bn1"),)
+
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int, act: str, bn_eps: float = PLAIN_BN_EPS):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, symmetric_padding(kernel_size, stride), bias=False)
@@ -204,6 +212,8 @@ class InvertedResidual(Renamed):
     Plain family (upstream InvertedResidual): hidden = make_divisible(in * expansion), symmetric padding, BN eps 1e-3,
     block activation, optional SE. Distill family: see `DistillInvertedResidual`.
     """
+
+    conv_bn_pairs = (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3"))
 
     def __init__(
         self,
@@ -260,6 +270,8 @@ class EdgeResidual(Renamed):
     Plain family (upstream EdgeResidual): hidden = make_divisible(in * expansion), upstream's 'same' padding quirk
     (VALID at stride 2), BN eps 1e-3. Distill family: see `DistillFusedIRB`.
     """
+
+    conv_bn_pairs = (("conv_exp", "bn1"), ("conv_pwl", "bn2"))
 
     def __init__(
         self,

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -38,6 +38,25 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     return int(rounded)
 
 
+# (conv, bn) child names: each conv's output feeds that bn and nothing else, so the bn can be folded into the conv.
+ConvBnPairs = tuple[tuple[str, str], ...]
+
+
+def declared_conv_bn_pairs(module: nn.Module) -> ConvBnPairs:
+    """The (conv, bn) child-name pairs `module`'s class declares in `conv_bn_pairs` (empty if it declares none).
+
+    Every block of the families declares its own, so code that rewrites blocks (inference.fast's BatchNorm folding
+    of models torch.fx cannot trace) reads them here instead of knowing each family's classes.
+    """
+    return getattr(type(module), "conv_bn_pairs", ())
+
+
+class ConvBnActSequential(nn.Sequential):
+    """conv (no bias) -> bn -> [activation] under upstream ConvNets' child names (conv, bn, activation)."""
+
+    conv_bn_pairs: ClassVar[ConvBnPairs] = (("conv", "bn"),)
+
+
 def conv_bn_act(
     in_ch: int,
     out_ch: int,
@@ -48,8 +67,7 @@ def conv_bn_act(
     bn_momentum: float = 0.01,
     bn_epsilon: float = 1e-3,
     padding: int | None = None,
-) -> nn.Sequential:
-    """conv (no bias) -> bn -> [activation], with upstream's submodule names (conv, bn, activation)."""
+) -> ConvBnActSequential:
     if padding is None:
         padding = (kernel_size - 1) // 2
     parts = OrderedDict(
@@ -58,7 +76,7 @@ def conv_bn_act(
     )
     if act is not None:
         parts["activation"] = make_activation(act)
-    return nn.Sequential(parts)
+    return ConvBnActSequential(parts)
 
 
 class SENames(NamedTuple):
