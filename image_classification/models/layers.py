@@ -68,6 +68,7 @@ def conv_bn_act(
     bn_epsilon: float = 1e-3,
     padding: int | None = None,
 ) -> ConvBnActSequential:
+    """conv (no bias) -> bn -> [activation]; padding defaults to (kernel_size - 1) // 2."""
     if padding is None:
         padding = (kernel_size - 1) // 2
     parts = OrderedDict(
@@ -111,8 +112,9 @@ class SqueezeExcitation(nn.Module):
             self.add_module(names.gate, nn.Sigmoid())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        reduce, activation, expand = (getattr(self, n) for n in self.names[:3])
-        s = expand(activation(reduce(x.mean((2, 3), keepdim=self.use_conv))))
+        s = x.mean((2, 3), keepdim=self.use_conv)
+        for name in (self.names.reduce, self.names.activation, self.names.expand):
+            s = getattr(self, name)(s)
         gate = torch.sigmoid(s) if self.names.gate is None else getattr(self, self.names.gate)(s)
         return self.scale(x, gate if self.use_conv else gate[:, :, None, None])
 
