@@ -44,8 +44,7 @@ KNOWN_UPWARD = {
 KNOWN_CIRCLES = [frozenset(f"{PACKAGE}.{m}" for m in group) for group in (
     ("cli.convnets", "quantization.workflow"),
     ("models", "models.checkpoint", "models.efficientnet", "models.gpunet", "models.registry", "models.timm_registry",
-     "models.timm_weights", "models.weights_file", "quantization.backend", "quantization.modules",
-     "quantization.state"),
+     "models.timm_weights", "models.weights_file", "quantization.state"),
 )]
 
 

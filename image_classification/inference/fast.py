@@ -10,8 +10,9 @@ BN folding (`fold_batchnorm`) finds every Conv2d -> BatchNorm2d pair from the mo
 the BN's input is the conv's output and nothing else reads that output), then rewrites those pairs in a deep copy
 of the model's own module tree: the conv gets the folded weight and a bias, the BN becomes `nn.Identity`. The copy
 keeps its class, methods, module names and `pretrained_cfg`, and accepts any batch size and resolution. A model
-that torch.fx cannot trace falls back to a walk that knows our blocks (consecutive conv/bn in an `nn.Sequential`,
-as `conv_bn_act` builds them, and GPUNet's named pairs such as `conv_pw`/`bn1`).
+that torch.fx cannot trace falls back to a walk of its module tree: the (conv, bn) pairs each block class declares
+(`conv_bn_pairs`, read through models.layers.declared_conv_bn_pairs), and consecutive conv/bn in any other
+`nn.Sequential`.
 
 Compiled artefacts are cached across processes: before compiling, `configure_compile_cache` points
 TORCHINDUCTOR_CACHE_DIR at `$IMAGE_CLASSIFICATION_CACHE/inductor` (default `~/.cache/image_classification/inductor`)
@@ -96,43 +97,30 @@ def configure_compile_cache() -> Path:
 # --- BatchNorm folding --------------------------------------------------------------------------------------------
 
 
-def _known_block_pairs() -> list[tuple[type, tuple[tuple[str, str], ...]]]:
-    """Conv/BN child names per block class, for models torch.fx cannot trace (subclasses share their base's)."""
-    from image_classification.models import gpunet
-
-    return [
-        (gpunet.Stem, (("conv", "bn"),)),
-        (gpunet.LargeStem, (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))),
-        (gpunet.Head, (("conv", "bn"),)),
-        (gpunet.DistillHead, (("conv", "bn"),)),
-        (gpunet.ConvBnAct, (("conv", "bn1"),)),
-        (gpunet.InvertedResidual, (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3"))),
-        (gpunet.EdgeResidual, (("conv_exp", "bn1"), ("conv_pwl", "bn2"))),
-    ]
-
-
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
 def _pairs_from_modules(model: nn.Module) -> list[tuple[str, str]]:
-    """(conv, bn) qualified names from the module tree: consecutive children of an nn.Sequential, and known blocks."""
-    known = _known_block_pairs()
+    """(conv, bn) qualified names from the module tree: the pairs each block declares (`conv_bn_pairs`), and
+    consecutive children of any other nn.Sequential."""
+    # Imported on use: the models package imports every family (and timm), which fast.py's other users need not load.
+    from image_classification.models.layers import declared_conv_bn_pairs
+
     pairs = []
     for prefix, module in model.named_modules():
-        if isinstance(module, nn.Sequential):
+        declared = declared_conv_bn_pairs(module)
+        if declared:
+            for conv_name, bn_name in declared:
+                # A declared child may have been replaced since (a folded BN is an nn.Identity).
+                if isinstance(getattr(module, conv_name, None), nn.Conv2d) and \
+                        isinstance(getattr(module, bn_name, None), nn.BatchNorm2d):
+                    pairs.append((_join(prefix, conv_name), _join(prefix, bn_name)))
+        elif isinstance(module, nn.Sequential):
             children = list(module.named_children())
             for (conv_name, conv), (bn_name, bn) in zip(children, children[1:]):
                 if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                     pairs.append((_join(prefix, conv_name), _join(prefix, bn_name)))
-            continue
-        for cls, names in known:
-            if isinstance(module, cls):
-                for conv_name, bn_name in names:
-                    if isinstance(getattr(module, conv_name, None), nn.Conv2d) and \
-                            isinstance(getattr(module, bn_name, None), nn.BatchNorm2d):
-                        pairs.append((_join(prefix, conv_name), _join(prefix, bn_name)))
-                break
     return pairs
 
 
@@ -193,10 +181,10 @@ def fold_batchnorm(model: nn.Module, *, strict: bool = True, method: str = "auto
     """An eval-mode copy of `model` with every BatchNorm2d folded into the Conv2d that feeds it.
 
     The conv gets the folded weight and a bias, the BN is replaced by nn.Identity; `model` itself is not touched.
-    `method`: "fx" finds the pairs from a torch.fx trace (data flow), "modules" from the module tree (nn.Sequential
-    neighbours and our GPUNet blocks), "auto" tries fx and falls back to the module walk when the model cannot be
-    traced. A BatchNorm2d that follows no conv (or a conv whose output is also used elsewhere) cannot be folded:
-    `strict` raises a UserError naming it, otherwise it stays in place (still correct, in eval mode).
+    `method`: "fx" finds the pairs from a torch.fx trace (data flow), "modules" from the module tree (the pairs
+    blocks declare, and nn.Sequential neighbours), "auto" tries fx and falls back to the module walk when the model
+    cannot be traced. A BatchNorm2d that follows no conv (or a conv whose output is also used elsewhere) cannot be
+    folded: `strict` raises a UserError naming it, otherwise it stays in place (still correct, in eval mode).
     """
     if method not in FOLD_METHODS:
         raise ValueError(f"method must be one of {', '.join(FOLD_METHODS)}, got {method!r}")
