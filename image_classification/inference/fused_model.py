@@ -16,7 +16,7 @@ import torch.nn as nn
 from image_classification.kernels import ops
 from image_classification.kernels.fused_blocks import FusedEdgeResidual, FusedInvertedResidual, SqueezeExcitationGate
 from image_classification.models import efficientnet, gpunet
-from image_classification.models.layers import OnnxSiLU
+from image_classification.models.layers import OnnxSiLU, SqueezeExcitation
 
 _ACTIVATIONS = ((nn.SiLU, "silu"), (OnnxSiLU, "silu"), (nn.ReLU, "relu"))
 
@@ -44,11 +44,10 @@ def _se_gate(se: nn.Module | None) -> SqueezeExcitationGate | None | bool:
     """The SE's MLP as a gate module; None when there is no SE; False when it is one the kernels cannot take."""
     if se is None:
         return None
-    if isinstance(se, efficientnet.SqueezeExcitation):
-        reduce, act, expand = se.squeeze, se.activation, se.expand
-    elif isinstance(se, gpunet.SqueezeExcite) and isinstance(se.gate, nn.Sigmoid):
-        reduce, act, expand = se.conv_reduce, se.act1, se.conv_expand
-    else:
+    if not isinstance(se, SqueezeExcitation):
+        return False
+    reduce, act, expand = (getattr(se, name) for name in (se.names.reduce, se.names.activation, se.names.expand))
+    if se.names.gate is not None and not isinstance(getattr(se, se.names.gate), nn.Sigmoid):
         return False
     if _act(act) is None or any(isinstance(m, nn.Conv2d) and not _pointwise(m) for m in (reduce, expand)):
         return False
