@@ -302,6 +302,10 @@ def measure(source: str, model_name: str, mode: str, make_runner, *, batch_size:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+    # Each configuration compiles from scratch. Dynamo counts recompilations per code object, and every block of a
+    # family shares one forward: without a reset, a process's ninth configuration hits the recompile limit and runs
+    # eager without a word (on the H200, GPUNet-0 fast-frozen at batch 1 after seven others: 0.351 ms for 0.22).
+    torch._dynamo.reset()
     t0 = time.perf_counter()
     runner = make_runner(x)
     runner(x)  # compilation and capture happen on first use: count them as setup, not as run time

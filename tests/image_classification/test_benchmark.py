@@ -145,3 +145,27 @@ def test_fast_frozen_modes_are_the_fast_path_with_freezing_at_any_batch(monkeypa
     assert calls == [dict(device=torch.device("cuda"), precision="fp16", channels_last=True, fold_bn=True,
                           compile="default", compile_options=options, cuda_graph=True, batch_size=256,
                           image_size=8)]
+
+
+def test_every_configuration_gets_its_own_recompile_budget():
+    """Dynamo allows 8 compilations per code object; one process measures more configurations than that of one
+    network, so without a fresh start the later rows would silently time eager code."""
+    import torch
+
+    from image_classification.benchmark import measure
+
+    compiled = []
+
+    def backend(graph, example_inputs):
+        compiled.append(graph)
+        return graph.forward
+
+    model = torch.nn.Conv2d(3, 4, 3)
+
+    def make_runner(x):
+        return torch.compile(model, backend=backend, dynamic=False)
+
+    for batch in range(1, 11):
+        measure("ours", "conv", "compile", make_runner, batch_size=batch, image_size=8, precision="fp32",
+                device=torch.device("cpu"), warmup=0, iters=1)
+    assert len(compiled) == 10  # one compilation per configuration, none left to run eager
