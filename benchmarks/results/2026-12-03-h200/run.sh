@@ -10,8 +10,8 @@
 # Writes 6 files to $OUT: gpu.txt, warm.log, run.log (every command and its output), inference-b0.json,
 # inference-gpunet0.json, train.json.
 #
-# Compiling is most of the time (10-25 s a row, about 30 compilations), so phase 1 compiles every configuration at
-# once in parallel processes that share one Inductor cache (their timings are thrown away); phase 2 then measures one
+# Compiling is most of the time (10-25 s a row, about 30 compilations), so phase 1 compiles every configuration in
+# parallel processes (PARALLEL at a time) that share one Inductor cache (their timings are thrown away); phase 2 then measures one
 # process at a time, loading the compiled graphs from that cache. Triton's autotuning choices made under phase 1's
 # contention (*.best_config next to the kernels) are deleted in between, so phase 2 tunes its kernels on a quiet GPU.
 # Each step has a time limit so the whole stays under LIMIT seconds; the benchmarks write their JSON after every
@@ -56,16 +56,20 @@ jobs=(
 for row in ours-b0-compile-graphs timm-b0-tuned ours-gpunet0-compile-graphs plain-gpunet0-tuned; do
   jobs+=("$PY benchmarks/train_speed.py --only $row --steps 1 --warmup 3 --trainer-steps 6 --print-freq 2")
 done
-echo "phase 1: ${#jobs[@]} processes compile in parallel (${SECONDS} s)"
-pids=()
-for i in "${!jobs[@]}"; do
-  say "${jobs[$i]}"
-  TORCHINDUCTOR_COMPILE_THREADS=4 timeout -k 10 220 ${jobs[$i]} > "$WARM/$i.log" 2>&1 &
-  pids+=($!)
-done
-for i in "${!pids[@]}"; do
-  wait "${pids[$i]}"; rc=$?
-  { echo "=== [rc $rc] ${jobs[$i]}"; tail -n 4 "$WARM/$i.log"; } >> "$OUT/warm.log"
+# At most PARALLEL at once: twelve at once (48 compile threads on 16 cores) twice left the lent machine unanswering.
+PARALLEL="${PARALLEL:-4}"
+echo "phase 1: ${#jobs[@]} processes compile, $PARALLEL at a time (${SECONDS} s)"
+for ((first = 0; first < ${#jobs[@]}; first += PARALLEL)); do
+  pids=()
+  for ((i = first; i < first + PARALLEL && i < ${#jobs[@]}; i++)); do
+    say "${jobs[$i]}"
+    TORCHINDUCTOR_COMPILE_THREADS=4 timeout -k 10 "$(budget 30)" ${jobs[$i]} > "$WARM/$i.log" 2>&1 &
+    pids+=("$i:$!")
+  done
+  for entry in "${pids[@]}"; do
+    wait "${entry#*:}"; rc=$?
+    { echo "=== [rc $rc] ${jobs[${entry%%:*}]}"; tail -n 4 "$WARM/${entry%%:*}.log"; } >> "$OUT/warm.log"
+  done
 done
 find "$TORCHINDUCTOR_CACHE_DIR" -name '*.best_config' -delete
 echo "phase 1 done at ${SECONDS} s; phase 2 measures one process at a time"
