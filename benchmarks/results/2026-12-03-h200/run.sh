@@ -11,9 +11,10 @@
 # inference-gpunet0.json, train.json.
 #
 # Compiling is most of the time (10-25 s a row, about 30 compilations), so phase 1 compiles every configuration in
-# parallel processes (PARALLEL at a time) that share one Inductor cache (their timings are thrown away); phase 2
-# then measures one process at a time, loading the compiled graphs from that cache. Triton's autotuning choices made under phase 1's
-# contention (*.best_config next to the kernels) are deleted in between, so phase 2 tunes its kernels on a quiet GPU.
+# parallel processes (PARALLEL at a time) that share one Inductor cache (their timings are thrown away); phase 2 then
+# measures one process at a time, loading the compiled graphs from that cache. Triton's autotuning choices made under
+# phase 1's contention (*.best_config next to the kernels) are deleted in between, so phase 2 tunes its kernels on a
+# quiet GPU.
 # Each step has a time limit so the whole stays under LIMIT seconds; the benchmarks write their JSON after every
 # row, so a step cut short keeps what it measured.
 set -uo pipefail
