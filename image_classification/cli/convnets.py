@@ -18,7 +18,13 @@ from image_classification.cli.run_flags import (
     reliability_config,
 )
 from image_classification.quantization.options import add_quantization_arguments, options_from_args
-from image_classification.training.config import COMPILE_MODES, MODEL_FLAGS, OPTIMIZERS, TrainingConfig
+from image_classification.training.config import (
+    COMPILE_MODES,
+    LR_SCHEDULES,
+    MODEL_FLAGS,
+    OPTIMIZERS,
+    TrainingConfig,
+)
 
 
 @dataclass(frozen=True)
@@ -87,7 +93,7 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
                    help="global batch per optimizer step, reached by gradient accumulation (-1: no accumulation)")
     p.add_argument("--lr", "--learning-rate", type=float, default=0.1, metavar="LR", dest="lr",
                    help="base learning rate (not scaled by batch size)")
-    p.add_argument("--lr-schedule", default="step", choices=("step", "linear", "cosine"), help="LR policy")
+    p.add_argument("--lr-schedule", default="step", choices=LR_SCHEDULES, help="LR policy")
     p.add_argument("--lr-steps", type=float, nargs="+", default=[30, 60, 80], metavar="EPOCH",
                    help="[ext] epochs at which the step schedule multiplies the LR by 0.1")
     p.add_argument("--end-lr", type=float, default=0.0, help="final LR of the cosine/linear schedule")

@@ -11,8 +11,9 @@ from typing import Any
 from common.cli_errors import UserError
 from image_classification.data.config import DataConfig, flag_for
 
+from .schedule import LR_SCHEDULES
+
 OPTIMIZERS = ("sgd", "rmsprop", "rmsproptf", "adamw", "lamb")
-LR_SCHEDULES = ("step", "linear", "cosine")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 STREAM_PRIORITIES = ("high", "normal")
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

@@ -17,6 +17,7 @@ from common.dllogger import read_report
 from efficientnet import main as effnet_main
 from gpunet import main as gpunet_main
 from gpunet import train
+from image_classification.training.schedule import SCHEDULES, Schedule
 from tests.conftest import assert_one_line_error, run_script
 
 SHORT = ("--img-size 32 -b 32 --epochs 2 --cooldown-epochs 0 --prof 4 --cpu -j 0 --no-progress "
@@ -75,6 +76,17 @@ def test_cooldown_extends_the_cosine_schedule(tmp_path, capsys):
     assert (cfg["lr_schedule"], cfg["epochs"], cfg["lr_schedule_epochs"]) == ("cosine", 12, 10)
     cfg = dry([tmp_path, "--sched", "step", "--epochs", "10", "--cooldown-epochs", "2"], capsys)
     assert cfg["epochs"] == 10  # as timm 0.4.12: step decay never ends, so no cooldown is added
+
+
+@pytest.mark.parametrize("ends, epochs", [(True, 12), (False, 10)])
+def test_a_registered_schedule_is_a_sched_with_its_cooldown(ends, epochs, monkeypatch, tmp_path, capsys):
+    """One entry in SCHEDULES is all --sched needs: accepted, listed, and cooled down as the entry declares."""
+    proc = in_process(train.main, [tmp_path, "--sched", "half", "--dry-run"], capsys)
+    assert_one_line_error(proc, "--sched half is not supported; use step, cosine or linear")
+    monkeypatch.setitem(SCHEDULES, "half", Schedule(lambda schedule, progress: schedule.base / 2, ends=ends))
+    cfg = dry([tmp_path, "--sched", "half", "--epochs", "10", "--cooldown-epochs", "2"], capsys)
+    assert (cfg["lr_schedule"], cfg["epochs"], cfg["lr_schedule_epochs"]) == ("half", epochs, 10)
+    assert train.schedule_names() == ["step", "cosine", "linear", "half"]
 
 
 @pytest.mark.parametrize("flag", ["--drop-path", "--drop-connect"])
