@@ -1,7 +1,34 @@
 """The names command lines offer for the data side, kept free of torch so that building a parser (and `--help`)
-does not import it; loader.py and transforms.py map the same names to their implementations."""
+does not import it. BACKENDS is also the one place a data backend is declared (loader.build_data reads it);
+transforms.py maps INTERPOLATIONS to their implementations."""
 from __future__ import annotations
 
-BACKENDS = ("pytorch", "synthetic", "dali-cpu", "dali-gpu", "pytorch-gpu")
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Builder:
+    """Where a data backend's builder lives, by name rather than by reference: loader.build_data imports the
+    module only when the backend is chosen, so DALI is imported for the DALI backends alone (and its absence stays
+    one line), and this module stays free of torch.
+
+    The builder is called as `function(cfg, **kwargs, image_size=, val_image_size=, crop_pct=, mean=, std=,
+    device=, memory_format=, seed=, num_classes=, flag=, rank=, world_size=, need_train=, need_val=)` and returns
+    a DataBundle (loader.build_data documents each argument)."""
+
+    module: str  # relative to this package (".dali"), or absolute
+    function: str
+    kwargs: Mapping[str, object] = field(default_factory=dict)  # fixed arguments that tell backends apart
+
+
+# --data-backend's names in the order --help and the messages list them; a new backend is one entry here.
+BACKENDS: dict[str, Builder] = {
+    "pytorch": Builder(".loader", "build_pytorch_data"),
+    "synthetic": Builder(".synthetic", "build_synthetic_data"),
+    "dali-cpu": Builder(".dali", "build_dali_data", {"gpu": False}),
+    "dali-gpu": Builder(".dali", "build_dali_data", {"gpu": True}),
+    "pytorch-gpu": Builder(".gpu_decode", "build_gpu_decode_data"),
+}
 # The pytorch backend's resize interpolations (transforms.INTERPOLATIONS maps each to torchvision's mode).
 INTERPOLATIONS = ("bilinear", "bicubic", "nearest")

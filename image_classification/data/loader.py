@@ -1,6 +1,7 @@
 """The data factory: one call gives the train and val iterables for any backend, all with the same contract."""
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +16,6 @@ from .config import DataConfig, flag_for
 from .device import DeviceLoader, collate_uint8
 from .folder import ImageFolderDataset
 from .samplers import ShardSampler
-from .synthetic import SyntheticLoader
 from .transforms import train_transform, val_transform
 from .workers import ignore_stop_signals
 
@@ -39,29 +39,23 @@ def build_data(cfg: DataConfig, *, image_size: int, val_image_size: int, crop_pc
                world_size: int = 1, need_train: bool = True, need_val: bool = True) -> DataBundle:
     """The train and val loaders of the data section `cfg`. The caller resolves what the model decides (sizes,
     crop, mean and std), and says how batches are laid out (memory_format nchw | nhwc), the seed, the class count
-    the model expects (None: the data's), and how its CLI spells each setting's flag, for the messages."""
-    layout = torch.channels_last if memory_format == "nhwc" else torch.contiguous_format
-    if cfg.data_backend == "synthetic":
-        n = num_classes or 1000
-
-        def make(size):
-            return SyntheticLoader(cfg.batch_size, size, n, cfg.synthetic_steps, device, layout, seed=seed or 0)
-
-        return DataBundle(make(image_size) if need_train else None, make(val_image_size) if need_val else None, n, None)
-    if cfg.data_backend not in BACKENDS:
+    the model expects (None: the data's), and how its CLI spells each setting's flag, for the messages.
+    The backend's builder is the one BACKENDS (choices.py) names for cfg.data_backend."""
+    builder = BACKENDS.get(cfg.data_backend)
+    if builder is None:
         raise UserError(f"data backend {cfg.data_backend!r} is not available; choose from {', '.join(BACKENDS)}")
-    kwargs = dict(image_size=image_size, val_image_size=val_image_size, crop_pct=crop_pct, mean=mean, std=std,
-                  device=device, memory_format=memory_format, seed=seed, num_classes=num_classes, flag=flag,
-                  rank=rank, world_size=world_size, need_train=need_train, need_val=need_val)
-    if cfg.data_backend in ("dali-cpu", "dali-gpu"):
-        from .dali import build_dali_data  # imports DALI, with one clear line when it is not installed
+    build = getattr(importlib.import_module(builder.module, __package__), builder.function)
+    return build(cfg, **builder.kwargs, image_size=image_size, val_image_size=val_image_size, crop_pct=crop_pct,
+                 mean=mean, std=std, device=device, memory_format=memory_format, seed=seed, num_classes=num_classes,
+                 flag=flag, rank=rank, world_size=world_size, need_train=need_train, need_val=need_val)
 
-        return build_dali_data(cfg, gpu=cfg.data_backend == "dali-gpu", **kwargs)
-    if cfg.data_backend == "pytorch-gpu":
-        from .gpu_decode import build_gpu_decode_data
 
-        return build_gpu_decode_data(cfg, **kwargs)
-
+def build_pytorch_data(cfg: DataConfig, *, image_size: int, val_image_size: int, crop_pct: float, mean, std,
+                       device: torch.device, memory_format: str, seed: int | None, num_classes: int | None, flag,
+                       rank: int = 0, world_size: int = 1, need_train: bool = True,
+                       need_val: bool = True) -> DataBundle:
+    """`--data-backend pytorch`: an image folder read by DataLoader workers, decoded and augmented on the CPU."""
+    layout = torch.channels_last if memory_format == "nhwc" else torch.contiguous_format
     root = Path(cfg.data)
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist")

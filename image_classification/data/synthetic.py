@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import torch
 
+from .bundle import DataBundle
+from .config import DataConfig
+
 
 class SyntheticLoader:
     def __init__(self, batch_size: int, image_size: int, num_classes: int, steps: int, device: torch.device,
@@ -25,3 +28,17 @@ class SyntheticLoader:
     def __iter__(self):
         for _ in range(self.steps):
             yield self.images, self.targets
+
+
+def build_synthetic_data(cfg: DataConfig, *, image_size: int, val_image_size: int, crop_pct: float, mean, std,
+                         device: torch.device, memory_format: str, seed: int | None, num_classes: int | None, flag,
+                         rank: int = 0, world_size: int = 1, need_train: bool = True,
+                         need_val: bool = True) -> DataBundle:
+    """`--data-backend synthetic`: reads no folder, so the class count is the model's (1000 when not given)."""
+    layout = torch.channels_last if memory_format == "nhwc" else torch.contiguous_format
+    n = num_classes or 1000
+
+    def make(size):
+        return SyntheticLoader(cfg.batch_size, size, n, cfg.synthetic_steps, device, layout, seed=seed or 0)
+
+    return DataBundle(make(image_size) if need_train else None, make(val_image_size) if need_val else None, n, None)
