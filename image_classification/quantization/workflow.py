@@ -101,11 +101,12 @@ def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
     calibrated checkpoint; returns the PTQ summary (val metrics, checkpoint path)."""
     import torch  # here, not at the top: quant_main.py --help builds its parser from this module without torch
 
+    from common.atomic_files import atomic_save
     from image_classification.data.loader import build_data
     from image_classification.inference.evaluate import evaluate
     from image_classification.models import create_model, get_model_info
     from image_classification.training import distributed as D
-    from image_classification.training.checkpointing import FORMAT, atomic_save
+    from image_classification.training.checkpointing import FORMAT
 
     from .calibrate import calibrate, calibration_loader
     from .state import RECORD_KEY, make_record
