@@ -13,10 +13,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE = "image_classification"
 
-# What each wing may import; the top-level modules (preprocessing.py) are beneath every wing.
-BASE = {"preprocessing"}
+# What each wing may import; preprocessing.py and runtime/ (process groups, reductions) are beneath every wing.
+BASE = {"preprocessing", "runtime"}
 ALLOWED = {
     "preprocessing": set(),
+    "runtime": set(),
     "models": BASE,
     "data": BASE,
     "inference": BASE | {"models", "data"},
@@ -34,7 +35,6 @@ KNOWN_UPWARD = {
     ("image_classification.data.bench", "image_classification.training.config"),
     ("image_classification.inference.classify", "image_classification.quantization.backend"),
     ("image_classification.inference.classify", "image_classification.quantization.state"),
-    ("image_classification.inference.evaluate", "image_classification.training.distributed"),
     ("image_classification.inference.validate", "image_classification.training.config"),
     ("image_classification.models.checkpoint", "image_classification.quantization.state"),
     ("image_classification.models.loading", "image_classification.quantization.state"),

@@ -105,7 +105,7 @@ def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
     from image_classification.data.loader import build_data
     from image_classification.inference.evaluate import evaluate
     from image_classification.models import create_model, get_model_info
-    from image_classification.training import distributed as D
+    from image_classification.runtime import distributed as D
     from image_classification.training.checkpointing import FORMAT
 
     from .calibrate import calibrate, calibration_loader
@@ -186,7 +186,7 @@ def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
 def quantization_aware_training(cfg, announce: bool) -> dict:
     """QAT (or, with --evaluate, validation) of the quantized model in cfg.pretrained_from_file; `announce` prints
     its quantizer summary (a calibration that just ran has printed it already)."""
-    from image_classification.training import distributed as D
+    from image_classification.runtime import distributed as D
 
     from .summary import describe_record, format_summary
     from .trainer import QuantTrainer
@@ -232,7 +232,7 @@ def check_launch_preset(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace, dialect: convnets.Dialect) -> dict | None:
     from common.gpu_affinity import set_affinity
-    from image_classification.training import distributed as D
+    from image_classification.runtime import distributed as D
     from image_classification.training.trainer import print_summary
 
     from .backend import import_modelopt

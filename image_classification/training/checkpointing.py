@@ -226,7 +226,7 @@ class CheckpointWriter:
 
     def save(self, make_state, *, epoch: int, iteration: int, is_best: bool, metric: float | None) -> Path | None:
         """`make_state()` builds the state dict (only where it is written); `epoch` is the next epoch to run."""
-        from . import distributed as D
+        from ..runtime import distributed as D
 
         rngs = D.gather_objects(rng_state())
         path, error = None, None

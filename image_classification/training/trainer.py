@@ -31,7 +31,7 @@ from image_classification.inference.evaluate import evaluate
 from image_classification.models import create_model, get_model_info
 from image_classification.models.checkpoint import load_state_dict_checked, read_checkpoint, strip_prefixes
 
-from . import distributed as D
+from ..runtime import distributed as D
 from .checkpointing import CheckpointWriter, set_rng_state
 from .config import TrainingConfig
 from .distill import Resized, build_teacher
