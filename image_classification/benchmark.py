@@ -227,7 +227,7 @@ def peer_runner(model: nn.Module, mode: str, *, device, precision: str, example:
         run = _plain(model, device, precision, channels_last=True)
         return _graphed(run, example) if mode == "graph" else run
     if mode in ("compile", "compile-graph"):
-        from image_classification.inference.fast import configure_compile_cache
+        from image_classification.runtime.compile_options import configure_compile_cache
 
         configure_compile_cache()
         compiled = torch.compile(model.eval().to(device, dtype=_dtype(precision)).to(

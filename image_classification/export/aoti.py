@@ -94,7 +94,8 @@ def export_aoti(
     modified. Returns the package's path; its metadata is also written to `FILE.pt2.json`. `preprocessing` (what
     the weights were trained with, from the loader) replaces the model's defaults in the metadata.
     """
-    from image_classification.inference.fast import configure_compile_cache, fold_batchnorm
+    from image_classification.inference.fast import fold_batchnorm
+    from image_classification.runtime.compile_options import configure_compile_cache
 
     path = Path(path)
     if path.suffix != ".pt2":
