@@ -36,8 +36,6 @@ KNOWN_UPWARD = {
     ("image_classification.inference.classify", "image_classification.quantization.backend"),
     ("image_classification.inference.classify", "image_classification.quantization.state"),
     ("image_classification.inference.validate", "image_classification.training.config"),
-    ("image_classification.models.checkpoint", "image_classification.quantization.state"),
-    ("image_classification.models.loading", "image_classification.quantization.state"),
     ("image_classification.quantization.workflow", "image_classification.cli"),
     ("image_classification.quantization.workflow", "image_classification.cli.convnets"),
 }
@@ -46,8 +44,7 @@ KNOWN_UPWARD = {
 KNOWN_CIRCLES = [frozenset(f"{PACKAGE}.{m}" for m in group) for group in (
     ("cli.convnets", "quantization.workflow"),
     ("models", "models.checkpoint", "models.efficientnet", "models.gpunet", "models.registry", "models.timm_registry",
-     "models.timm_weights", "models.weights_file", "quantization.backend", "quantization.modules",
-     "quantization.state"),
+     "models.timm_weights", "models.weights_file"),
 )]
 
 

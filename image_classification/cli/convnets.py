@@ -276,11 +276,11 @@ def run(args: argparse.Namespace, dialect: Dialect) -> dict | None:
         return None
     require_weights_to_evaluate(cfg, args)
     from common.gpu_affinity import set_affinity
-    from image_classification.quantization.state import check_fp32_run
+    from image_classification.quantization.state import check_fp32_run, restore_quantizers
     from image_classification.training.trainer import print_summary, train
 
     cfg = check_fp32_run(cfg, dialect.prog)
     set_affinity(cfg.gpu_affinity)
-    summary = train(cfg)
+    summary = train(cfg, restore_quantizers=restore_quantizers)
     print_summary(summary)
     return summary

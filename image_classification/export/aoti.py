@@ -260,12 +260,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from image_classification.models import get_model_info
     from image_classification.models.loading import load_checkpoint_model
+    from image_classification.quantization.state import restore_quantizers
 
     get_model_info(args.arch)  # unknown names fail before any file is read
     output = Path(args.output)
     if output.suffix != ".pt2":
         raise UserError(f"--output must be a .pt2 file, got {output}")
-    loaded = load_checkpoint_model(args.weights, args.arch, num_classes=args.num_classes)
+    loaded = load_checkpoint_model(args.weights, args.arch, num_classes=args.num_classes,
+                                   restore_quantizers=restore_quantizers)
     num_classes = loaded.num_classes
     class_names = read_class_names(args.class_names) if args.class_names else loaded.class_names
     model = loaded.model

@@ -274,7 +274,7 @@ def load_classifier(
     the checkpoint's own. warn: where a warning line goes (stderr).
     """
     from image_classification.models.loading import load_checkpoint_model
-    from image_classification.quantization.state import is_quantized_model
+    from image_classification.quantization.state import is_quantized_model, restore_quantizers
 
     device = _resolve_device(device)
     precision = precision or ("fp16" if device.type == "cuda" else "fp32")
@@ -285,7 +285,8 @@ def load_classifier(
     if weights is None and not pretrained:
         raise UserError("no weights given: pass --weights CHECKPOINT (or --pretrained for the published weights)")
     loaded = load_checkpoint_model(weights, arch, weights=weights_kind, pretrained=pretrained, num_classes=num_classes,
-                                   model_kwargs=model_kwargs, num_classes_flag="--num_classes")
+                                   model_kwargs=model_kwargs, num_classes_flag="--num_classes",
+                                   restore_quantizers=restore_quantizers)
     model, info, num_classes = loaded.model, loaded.info, loaded.num_classes
     preprocessing = loaded.preprocessing.with_overrides(image_size=image_size, crop_pct=crop_pct,
                                                         interpolation=interpolation)

@@ -7,10 +7,14 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch.nn as nn
 
 from common.cli_errors import UserError
+
+if TYPE_CHECKING:
+    from .checkpoint import QuantizerRestorer
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -95,6 +99,7 @@ def create_model(
     *,
     fresh_classifier: bool = False,
     weights: str = "auto",
+    restore_quantizers: QuantizerRestorer | None = None,
     **model_kwargs,
 ) -> nn.Module:
     """Build a registered model; `pretrained` is a checkpoint path (any supported format) or True for the
@@ -102,6 +107,7 @@ def create_model(
 
     `weights` picks between a checkpoint's EMA and raw weights: "auto" (EMA when present), "ema" or "raw".
     `fresh_classifier` allows a checkpoint with another class count: its classifier is dropped and re-initialised.
+    `restore_quantizers` (quantization.state's) lets an INT8-quantized checkpoint load; without it one is refused.
     """
     from .checkpoint import cached_published_weights, load_pretrained
 
@@ -122,5 +128,6 @@ def create_model(
     if pretrained is True:
         pretrained = cached_published_weights(info)
     if pretrained:
-        load_pretrained(model, pretrained, weights=weights, fresh_classifier=fresh_classifier)
+        load_pretrained(model, pretrained, weights=weights, fresh_classifier=fresh_classifier,
+                        restore_quantizers=restore_quantizers)
     return model

@@ -45,9 +45,7 @@ def build_parser(dialect: convnets.Dialect):
 def resolve_arch(args: argparse.Namespace, dialect: convnets.Dialect) -> None:
     if args.arch is not None:
         return
-    from image_classification.models.checkpoint import read_checkpoint
-
-    from .state import quantization_record
+    from image_classification.models.checkpoint import quantization_record, read_checkpoint
 
     args.arch = dialect.default_arch
     start = args.resume if args.resume != "auto" else None
@@ -65,18 +63,18 @@ class Start:
 
 
 def starting_point(cfg, opts: QuantOptions) -> Start:
-    from .state import read_record
+    from image_classification.models.checkpoint import read_quantization_record
 
     if cfg.resume:
         if cfg.pretrained_from_file or cfg.pretrained:
             raise UserError("--resume continues a quantized run with its own weights: drop --pretrained-from-file "
                             "and --pretrained")
-        if read_record(cfg.resume) is None:
+        if read_quantization_record(cfg.resume) is None:
             raise UserError(f"{cfg.resume} holds FP32 weights (no quantizer state): quantize them with "
                             f"--pretrained-from-file {cfg.resume}; --resume continues a quantized run")
         return Start("resume", cfg.resume)
     if cfg.pretrained_from_file:
-        if read_record(cfg.pretrained_from_file) is not None:
+        if read_quantization_record(cfg.pretrained_from_file) is not None:
             return Start("quantized", cfg.pretrained_from_file)
         if opts.skip_calibration:
             raise UserError(f"--skip-calibration needs a quantized checkpoint, and {cfg.pretrained_from_file} holds "
@@ -105,11 +103,12 @@ def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
     from image_classification.data.loader import build_data
     from image_classification.inference.evaluate import evaluate
     from image_classification.models import create_model, get_model_info
+    from image_classification.models.checkpoint import QUANTIZATION_KEY
     from image_classification.runtime import distributed as D
     from image_classification.training.checkpointing import FORMAT
 
     from .calibrate import calibrate, calibration_loader
-    from .state import RECORD_KEY, make_record
+    from .state import make_record
     from .summary import format_summary, write_quantizer_list
 
     dist = D.init_distributed(cfg.device, cfg.dist_timeout)
@@ -174,7 +173,7 @@ def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
             "best_prec1": metrics.get("top1", 0.0),
             "best_epoch": -1,
             "state_dict": model.state_dict(),
-            RECORD_KEY: make_record(model, **details),
+            QUANTIZATION_KEY: make_record(model, **details),
             "config": cfg.to_dict(),
         }, path)
         log(f"=> calibrated checkpoint: {path}", flush=True)

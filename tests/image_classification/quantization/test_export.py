@@ -121,8 +121,9 @@ def test_the_onnxruntime_check_catches_wrong_ranges(qat_run):
 
     from image_classification.export.onnx import VerificationError, export_onnx_bytes, verify_onnx
     from image_classification.models.loading import load_checkpoint_model
+    from image_classification.quantization.state import restore_quantizers
 
-    model = load_checkpoint_model(qat_run[1] / "model_best.pth.tar").model
+    model = load_checkpoint_model(qat_run[1] / "model_best.pth.tar", restore_quantizers=restore_quantizers).model
     data = export_onnx_bytes(model, image_size=32)
     verify_onnx(data, model, image_size=32, quantized=True)
     wrong = copy.deepcopy(model)
