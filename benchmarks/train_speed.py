@@ -2,12 +2,16 @@
 
     PYTHONPATH=. python benchmarks/train_speed.py --json OUT.json             # the issue #5 comparison on one GPU
     PYTHONPATH=. python benchmarks/train_speed.py --only ours-b0-compile      # one row
+    PYTHONPATH=. python benchmarks/train_speed.py --only ours-b0-compile-graphs timm-b0-tuned   # ours vs a tuned peer
     PYTHONPATH=. python benchmarks/train_speed.py --only e2e --jpeg-data /tmp/jpegs --e2e-backends pytorch dali-gpu
     PYTHONPATH=. python benchmarks/train_speed.py --cpu --b0-batch 4 --gpunet-batch 2 --b0-size 64 --gpunet-size 64 \
-        --steps 2 --warmup 1 --trainer-steps 4                              # a smoke run on the CPU (fp32)
+        --steps 2 --warmup 1 --trainer-steps 4          # a smoke run on the CPU (fp32; a compiled row takes minutes)
 
 Rows (fp16 AMP, channels_last, SGD with momentum, label smoothing 0.1):
 - `timm-b0-eager` / `timm-b0-compile`: timm's efficientnet_b0 in a plain training loop, batch 256 at 224 px.
+- `timm-b0-tuned` / `plain-gpunet0-tuned`: the peer given this project's training tricks by hand: fused SGD,
+  torch.compile(mode="reduce-overhead") (CUDA graphs) and the trainer's Inductor options (realize_reads_threshold=8).
+  On the CPU, where reduce-overhead has no CUDA graphs to record, they compile in mode default and say so in `note`.
 - `plain-b0-*`: this project's EfficientNet-B0 in the same plain loop (model speed apart from the trainer's).
 - `plain-gpunet0-eager`: this project's GPUNet-0 in the same plain loop, batch 192 at 320 px (the reference the
   GPUNet target is measured against: "the same network trained by a plain eager AMP loop"); `-compile` compiled.
@@ -74,18 +78,39 @@ def profile_steps(step, device: torch.device, steps: int = 5) -> dict:
             "top_kernels_ms": {n: round(t / steps, 3) for n, t in top}}
 
 
+def tuned_settings(device: torch.device) -> tuple[dict, str, dict, str]:
+    """(SGD kernel options, torch.compile mode, Inductor options, note) of a tuned plain loop on `device`: the tricks
+    this project's trainer uses, applied by hand."""
+    from image_classification.training.step import TRAINING_INDUCTOR_OPTIONS
+
+    if device.type == "cuda":
+        return {"fused": True}, "reduce-overhead", dict(TRAINING_INDUCTOR_OPTIONS), ""
+    return ({"fused": True}, "default", dict(TRAINING_INDUCTOR_OPTIONS),
+            "CPU: compiled in mode default (reduce-overhead's CUDA graphs need CUDA)")
+
+
 def plain_loop(model: nn.Module, *, batch: int, size: int, steps: int, warmup: int, compile: bool,
-               device: torch.device, profile: bool = False) -> dict:
+               device: torch.device, profile: bool = False, tuned: bool = False) -> dict:
+    """A plain AMP training loop; `tuned` compiles it with `tuned_settings` (and implies `compile`)."""
     cuda = device.type == "cuda"
     model = model.to(device, memory_format=torch.channels_last).train()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-5)
+    kernels, mode, options, note = tuned_settings(device) if tuned else ({}, "default", {}, "")
+    opt = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-5, **kernels)
     scaler = torch.amp.GradScaler(device.type, enabled=cuda)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
-    step_model = torch.compile(model) if compile else model
+    if tuned:
+        from image_classification.runtime.compile_options import compile_with_options
+
+        step_model = compile_with_options(model, mode, options)
+    else:
+        step_model = torch.compile(model) if compile else model
+    graphs = tuned and mode == "reduce-overhead"
     x = torch.randn(batch, 3, size, size, device=device).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 1000, (batch,), device=device)
 
     def step():
+        if graphs:  # each step is a new iteration of the recorded graphs, whose outputs the last one may still hold
+            torch.compiler.cudagraph_mark_step_begin()
         with torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
             loss = loss_fn(step_model(x), y)
         scaler.scale(loss).backward()
@@ -106,6 +131,10 @@ def plain_loop(model: nn.Module, *, batch: int, size: int, steps: int, warmup: i
     _sync(device)
     elapsed = time.perf_counter() - t0
     out = {"img_s": round(batch * steps / elapsed, 1), "peak_gib": _peak_gib(device), "setup_s": round(setup, 1)}
+    if tuned:
+        out["tuned"] = {"optimizer": kernels, "compile_mode": mode, "inductor": options}
+        if note:
+            out["note"] = note
     if profile:
         out["profile"] = profile_steps(step, device)
     return out
@@ -184,6 +213,7 @@ def rows(args, device: torch.device):
     return {
         "timm-b0-eager": lambda: plain_loop(timm.create_model("efficientnet_b0"), **b0p, compile=False),
         "timm-b0-compile": lambda: plain_loop(timm.create_model("efficientnet_b0"), **b0p, compile=True),
+        "timm-b0-tuned": lambda: plain_loop(timm.create_model("efficientnet_b0"), **b0p, compile=True, tuned=True),
         "plain-b0-eager": lambda: plain_loop(create_model("efficientnet-b0"), **b0p, compile=False),
         "plain-b0-compile": lambda: plain_loop(create_model("efficientnet-b0"), **b0p, compile=True),
         "ours-b0-eager": lambda: trainer_run("efficientnet", "efficientnet-b0", **b0t, steps=args.trainer_steps,
@@ -195,6 +225,7 @@ def rows(args, device: torch.device):
                                                       extra=["--compile", "--compile-mode", "reduce-overhead"]),
         "plain-gpunet0-eager": lambda: plain_loop(create_model("gpunet-0"), **g0p, compile=False),
         "plain-gpunet0-compile": lambda: plain_loop(create_model("gpunet-0"), **g0p, compile=True),
+        "plain-gpunet0-tuned": lambda: plain_loop(create_model("gpunet-0"), **g0p, compile=True, tuned=True),
         "ours-gpunet0-eager": lambda: trainer_run("gpunet", "gpunet-0", **g0t, steps=args.trainer_steps, extra=[]),
         "ours-gpunet0-compile": lambda: trainer_run("gpunet", "gpunet-0", **g0t, steps=args.trainer_steps,
                                                     extra=["--compile"]),
@@ -276,6 +307,7 @@ def main(argv=None) -> int:
                "argv": sys.argv, "rows": {}}
     failed = False
     for name in names:
+        torch._dynamo.reset()  # a fresh recompile budget per row (see image_classification.benchmark.measure)
         try:
             results["rows"][name] = table[name]()
         except Exception as exc:  # one failing row is a result too; keep measuring the others

@@ -20,16 +20,21 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repos
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from common.cli_errors import ArgumentParser, DefaultsHelpFormatter, UserError, run_cli  # noqa: E402
-from image_classification.cli.run_flags import add_reliability_arguments, reliability_config  # noqa: E402
-from image_classification.training.config import TrainingConfig  # noqa: E402
+from image_classification.cli.run_flags import (  # noqa: E402
+    add_data_backend_argument,
+    add_reliability_arguments,
+    add_stream_priority_argument,
+    reliability_config,
+)
+from image_classification.training.config import COMPILE_MODES, TrainingConfig  # noqa: E402
 
 # timm optimizer names -> ours. timm's "sgd" is Nesterov SGD; "momentum" is plain momentum SGD.
 OPTIMIZERS = {"sgd": ("sgd", True), "nesterov": ("sgd", True), "momentum": ("sgd", False),
               "rmsprop": ("rmsprop", False), "rmsproptf": ("rmsproptf", False), "adamw": ("adamw", False),
               "lamb": ("lamb", False)}
 
-# How this dialect spells the flag behind each TrainingConfig value where it is not "--" and the value's name with
-# dashes (see config.CONVNETS_FLAGS), so that validation messages name the flags typed here.
+# How this dialect spells the flag behind each setting where it is not "--" and the setting's name with dashes
+# (validation messages name the flags typed here); tests/image_classification/cli checks it against the parser.
 TIMM_FLAGS = {
     "optimizer": "--opt", "lr_schedule": "--sched", "batch_size": "-b/--batch-size", "warmup": "--warmup-epochs",
     "workers": "-j/--workers", "print_freq": "--log-interval", "label_smoothing": "--smoothing",
@@ -38,9 +43,13 @@ TIMM_FLAGS = {
     "random_erasing_count": "--recount", "val_batch_size": "the validation batch size (-b/--batch-size times -vb)",
     "end_lr": "--min-lr", "lr_decay_epochs": "--decay-epochs", "lr_decay_rate": "--decay-rate",
     "memory_format": "--channels-last", "precision": "--amp-dtype", "compile": "--torchcompile",
+    "compile_mode": "--torchcompile-mode",
     "rmsprop_eps": "--opt-eps", "adam_betas": "--opt-betas", "resume_optimizer": "--no-resume-opt",
     "data": "DIR", "workspace": "--output/--experiment", "raport_file": "--dllogger-name",
     "topk": "top-k", "dropout": "--drop", "drop_path_rate": "--drop-path", "model_config": "--model-config",
+    "arch": "--model", "augmentation": "--aa", "interpolation": "--train-interpolation",
+    "val_interpolation": "--interpolation", "nesterov": "--opt", "lr_schedule_epochs": "--epochs",
+    "device": "--cpu", "progress": "--no-progress",
 }
 
 # Flags timm has and we do not implement: (flag dest, default, why).
@@ -197,6 +206,9 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--torchscript", action="store_true", help="TorchScript the model")
     g.add_argument("--torchcompile", nargs="?", const="inductor", default=None, metavar="BACKEND",
                    help="torch.compile the model for training (timm's flag; only the inductor backend)")
+    g.add_argument("--torchcompile-mode", default=None, choices=COMPILE_MODES,
+                   help="torch.compile mode with --torchcompile (timm's flag; default: default; reduce-overhead: "
+                        "forward and backward as CUDA graphs)")
     g.add_argument("--log-wandb", action="store_true", help="log to Weights & Biases")
     g = p.add_argument_group("distillation")
     # timm's str2bool flags, as upstream's: bare means true, or a value (upstream's D1/D2/P0/P1 recipes say
@@ -212,6 +224,8 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--kd-weight", type=float, default=1.0, help="[ext] weight of the KD term")
     g = p.add_argument_group("extensions")
     g.add_argument("--cpu", action="store_true", help="[ext] train on the CPU even if a GPU is present")
+    add_data_backend_argument(g, extension=True)
+    add_stream_priority_argument(g)
     g.add_argument("--tensorboard", default=None, metavar="DIR", help="[ext] TensorBoard scalars")
     g.add_argument("--no-progress", action="store_false", dest="progress", help="[ext] no progress bar")
     g.add_argument("--skip-bad-images", action="store_true", help="[ext] skip unreadable images")
@@ -313,7 +327,8 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         precision=args.amp_dtype if (args.amp or args.native_amp) else "fp32",
         memory_format="nhwc" if args.channels_last else "nchw", device="cpu" if args.cpu else "auto",
         seed=args.seed, print_freq=args.log_interval, prof=prof, resume=args.resume or None,
-        compile=args.torchcompile is not None,
+        compile=args.torchcompile is not None, compile_mode=args.torchcompile_mode or "default",
+        data_backend=args.data_backend, stream_priority=args.stream_priority,
         resume_optimizer=not args.no_resume_opt, sync_bn=args.sync_bn, workspace=str(workspace),
         raport_file=args.dllogger_name or "log.json", tensorboard=args.tensorboard, progress=args.progress,
         output_style="timm", checkpoint_hist=args.checkpoint_hist,

@@ -221,9 +221,11 @@ def main(argv=None) -> int:
     refuse_unsupported(args)
     import torch
 
-    from image_classification.inference.validate import resolve_image_folder, write_results_csv
+    from image_classification.data.bundle import warn_if_topk_covers_every_class
+    from image_classification.inference.validate import folder_classes, resolve_image_folder, write_results_csv
 
-    resolve_image_folder(args.data)  # a missing or wrong data folder fails before any model is built
+    root, split = resolve_image_folder(args.data)  # a missing or wrong data folder fails before any model is built
+    warn_if_topk_covers_every_class(args.topk, len(folder_classes(root, split)), root, "--topk")
     if args.model_config and not Path(args.model_config).is_file():
         raise UserError(f"--model-config {args.model_config} does not exist: pass an upstream GPUNet JSON file")
     device = torch.device("cpu" if args.cpu or not torch.cuda.is_available() else "cuda")

@@ -11,10 +11,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from common.cli_errors import ArgumentParser, UserError, positive_int
-from image_classification.cli.run_flags import add_reliability_arguments, reliability_config
-from image_classification.data.choices import BACKENDS
+from image_classification.cli.run_flags import (
+    add_data_backend_argument,
+    add_reliability_arguments,
+    add_stream_priority_argument,
+    reliability_config,
+)
 from image_classification.quantization.options import add_quantization_arguments, options_from_args
-from image_classification.training.config import OPTIMIZERS, STREAM_PRIORITIES, TrainingConfig
+from image_classification.training.config import COMPILE_MODES, MODEL_FLAGS, OPTIMIZERS, TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,18 @@ class Dialect:
     add_model_arguments: Callable[[ArgumentParser, argparse._ArgumentGroup], None]
     model_kwargs: tuple[str, ...]
 
+
+# How this dialect spells the flag behind each setting where it is not "--" and the setting's name with dashes
+# (validation messages name the flags typed here); tests/image_classification/cli checks it against the parser.
+CONVNETS_FLAGS = {
+    **MODEL_FLAGS, "data": "DIR", "random_erasing": "--reprob", "random_erasing_mode": "--remode",
+    "compile_options": "--compile-option", "workers": "-j/--workers", "print_freq": "-p/--print-freq",
+    "precision": "--amp/--amp-dtype/--tf32", "device": "--cpu", "save_checkpoints": "--no-checkpoints",
+    "progress": "--no-progress", "fast_inference": "--no-fast", "inference_compile": "--no-compile",
+    "val_interpolation": "--interpolation",
+    "val_batch_size": "the validation batch size", "crop_ratio": "the crop aspect ratio range",
+    "checkpoint_hist": "the number of kept checkpoints",
+}
 
 INTERPOLATIONS = ("bilinear", "bicubic", "random", "triangular")
 AFFINITY_MODES = ("none", "socket", "socket_single", "socket_single_unique", "socket_unique_interleaved",
@@ -54,9 +70,7 @@ def probability(value: str) -> float:
 
 def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
     p.add_argument("data", metavar="DIR", nargs="?", help="dataset root holding train/ and val/")
-    p.add_argument("--data-backend", metavar="BACKEND", default="pytorch", choices=BACKENDS,
-                   help="pytorch | synthetic | dali-cpu | dali-gpu (DALI installed) | pytorch-gpu (JPEG decoding "
-                        "with nvJPEG on the GPU, no DALI) (default: pytorch)")
+    add_data_backend_argument(p)
     p.add_argument("--interpolation", default="bilinear", choices=INTERPOLATIONS,
                    help="resize interpolation (random: bilinear or bicubic per training crop, as timm)")
     p.add_argument("--arch", "-a", metavar="ARCH", default=default_arch,
@@ -90,6 +104,10 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
     p.add_argument("--rmsprop-alpha", type=float, default=0.9)
     p.add_argument("--rmsprop-eps", type=float, default=1e-3)
     p.add_argument("--nesterov", action="store_true", help="Nesterov momentum (SGD)")
+    p.add_argument("--clip-grad", type=float, default=None, metavar="NORM",
+                   help="[ext] clip the gradient norm to NORM (default: no clipping)")
+    p.add_argument("--sync-bn", action="store_true",
+                   help="[ext] SyncBatchNorm under DDP: BatchNorm statistics over all processes' batches")
     p.add_argument("--print-freq", "-p", type=positive_int, default=10, metavar="N", help="iterations per log line")
     p.add_argument("--resume", default=None, metavar="PATH",
                    help="training checkpoint to continue from; auto: the workspace's latest checkpoint if there is "
@@ -135,8 +153,7 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
                         "the DGXA100 and H100 presets turn it on")
     p.add_argument("--eager", action="store_false", dest="compile",
                    help="[ext] train without torch.compile, whatever the preset says")
-    p.add_argument("--compile-mode", default="default",
-                   choices=("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+    p.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
                    help="[ext] torch.compile mode for --compile (reduce-overhead: forward and backward as CUDA graphs)")
     p.add_argument("--compile-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
                    dest="compile_options",
@@ -144,10 +161,7 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
                         "(realize_reads_threshold=8); repeatable")
     p.add_argument("--fused-optimizer", default="auto", choices=("auto", "on", "off"),
                    help="[ext] fused CUDA optimizer kernels (sgd, adamw; auto: on a GPU), else foreach (default auto)")
-    p.add_argument("--stream-priority", default="high", choices=STREAM_PRIORITIES,
-                   help="[ext] CUDA stream priority of training and evaluation: high (default) runs them ahead of the "
-                        "GPU data pipeline (dali-gpu, pytorch-gpu), whose kernels fill the gaps; normal: the default "
-                        "stream")
+    add_stream_priority_argument(p)
     p.add_argument("--no-fast", action="store_false", dest="fast_inference",
                    help="[ext] --evaluate/benchmark_inference on a GPU: time the plain model (autocast), not the fast "
                         "path (BN folded, weights in fp16, channels_last, torch.compile, CUDA graph)")
@@ -218,7 +232,8 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
         epochs=args.epochs, run_epochs=args.run_epochs, batch_size=args.batch_size,
         optimizer_batch_size=args.optimizer_batch_size, optimizer=optimizer_from_args(args), lr=args.lr,
         lr_schedule=args.lr_schedule, lr_steps=tuple(args.lr_steps), end_lr=args.end_lr, warmup=args.warmup,
-        momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay,
+        momentum=args.momentum, nesterov=args.nesterov, weight_decay=args.weight_decay, clip_grad=args.clip_grad,
+        sync_bn=args.sync_bn,
         bn_weight_decay=args.bn_weight_decay, rmsprop_alpha=args.rmsprop_alpha, rmsprop_eps=args.rmsprop_eps,
         label_smoothing=args.label_smoothing, mixup=args.mixup, cutmix=args.cutmix, use_ema=args.use_ema,
         early_stopping_patience=args.early_stopping_patience, precision=precision,
@@ -235,7 +250,8 @@ def config_from_args(args: argparse.Namespace, dialect: Dialect) -> TrainingConf
         lr_decay_epochs=args.lr_decay_epochs, lr_decay_rate=args.lr_decay_rate, warmup_lr=args.warmup_lr,
         random_erasing=args.reprob, random_erasing_mode=args.remode, teacher=args.teacher,
         teacher_checkpoint=args.teacher_checkpoint, teacher_img_size=args.teacher_img_size,
-        kd_temperature=args.kd_temperature, kd_weight=args.kd_weight, **reliability_config(args),
+        kd_temperature=args.kd_temperature, kd_weight=args.kd_weight, flag_names=dict(CONVNETS_FLAGS),
+        **reliability_config(args),
     )
     if args.interpolation == "random":
         cfg.val_interpolation = "bicubic"  # validation needs one fixed interpolation

@@ -1,22 +1,27 @@
-"""Flags both training dialects share, spelt alike in each (timm has no equivalents): how a run meets a scheduler's
-signals, a workspace already in use, divergence and a silent rank."""
+"""Flags both training dialects share, spelt alike in each (timm has no equivalents): the data backend, the CUDA
+stream priority, and how a run meets a scheduler's signals, a workspace already in use, divergence and a silent
+rank."""
 from __future__ import annotations
 
 import argparse
-import math
 
-from common.cli_errors import ArgumentParser, positive_int
-from image_classification.training.config import SIGUSR1_ACTIONS
+from common.cli_errors import ArgumentParser, positive_float, positive_int
+from image_classification.data.choices import BACKENDS
+from image_classification.training.config import SIGUSR1_ACTIONS, STREAM_PRIORITIES
 
 
-def positive_float(value: str) -> float:
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {value!r}") from None
-    if not (math.isfinite(x) and x > 0):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {value}")
-    return x
+def add_data_backend_argument(p, *, extension: bool = False) -> None:
+    """`extension`: the dialect's upstream has no such flag (its help marks it [ext])."""
+    p.add_argument("--data-backend", metavar="BACKEND", default="pytorch", choices=BACKENDS,
+                   help=("[ext] " if extension else "") + "pytorch | synthetic | dali-cpu | dali-gpu (DALI installed) "
+                        "| pytorch-gpu (JPEG decoding with nvJPEG on the GPU, no DALI) (default: pytorch)")
+
+
+def add_stream_priority_argument(p) -> None:
+    p.add_argument("--stream-priority", default="high", choices=STREAM_PRIORITIES,
+                   help="[ext] CUDA stream priority of training and evaluation: high (default) runs them ahead of the "
+                        "GPU data pipeline (dali-gpu, pytorch-gpu), whose kernels fill the gaps; normal: the default "
+                        "stream")
 
 
 def add_reliability_arguments(p: ArgumentParser) -> None:

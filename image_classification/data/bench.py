@@ -23,6 +23,7 @@ import torch
 
 from common.cli_errors import ArgumentParser, UserError, non_negative_int, positive_int, run_cli
 
+from .config import DataConfig
 from .loader import BACKENDS, build_data
 
 GPU_BACKENDS = ("dali-gpu",)  # backends that cannot run without a CUDA device
@@ -73,14 +74,14 @@ def _batches(loader, split: str):
         epoch += 1
 
 
-def _time_loader(cfg, *, split: str, image_size: int, crop_pct: float, batches: int, warmup: int,
+def _time_loader(cfg: DataConfig, *, split: str, image_size: int, crop_pct: float, batches: int, warmup: int,
                 device: torch.device) -> tuple[int, float, float]:
     """(images, seconds for the timed batches, set-up seconds incl. warm-up)."""
-    from image_classification.models.registry import IMAGENET_MEAN, IMAGENET_STD
+    from image_classification.preprocessing import IMAGENET_MEAN, IMAGENET_STD
 
     start = time.perf_counter()
     bundle = build_data(cfg, image_size=image_size, val_image_size=image_size, crop_pct=crop_pct,
-                        mean=IMAGENET_MEAN, std=IMAGENET_STD, device=device,
+                        mean=IMAGENET_MEAN, std=IMAGENET_STD, device=device, seed=0,
                         need_train=split == "train", need_val=split == "val")
     stream = _batches(bundle.train if split == "train" else bundle.val, split)
     try:
@@ -103,15 +104,13 @@ def measure(backend: str, data: str | None, *, split: str, batch_size: int, imag
             batches: int, warmup: int, device: torch.device, crop_pct: float = 0.875) -> Row:
     """Build one backend's loader and time it; a backend that cannot run here (UserError, or an optional module
     that is not installed) comes back as a skipped row with the reason."""
-    from image_classification.training.config import TrainingConfig
-
     synthetic = backend == "synthetic"
     row = Row(backend, str(device), None if synthetic else workers, "skipped")
     if backend in GPU_BACKENDS and device.type != "cuda":
         row.reason = f"{backend} needs a CUDA device" + (" (--cpu given)" if torch.cuda.is_available() else "")
         return row
-    cfg = TrainingConfig(data=data, data_backend=backend, batch_size=batch_size, val_batch_size=batch_size,
-                         workers=workers, seed=0, synthetic_steps=warmup + batches, device=device.type)
+    cfg = DataConfig(data=data, data_backend=backend, batch_size=batch_size, val_batch_size=batch_size,
+                     workers=workers, synthetic_steps=warmup + batches)
     try:
         images, elapsed, setup = _time_loader(cfg, split=split, image_size=image_size, crop_pct=crop_pct,
                                               batches=batches, warmup=warmup, device=device)

@@ -1,5 +1,5 @@
 """What every data backend returns, and the checks they share: the split folders, the class lists of train and
-val, the class count against the configuration. Below the factory (loader.py) and the backends it picks (dali.py,
+val, the class count against the model's. Below the factory (loader.py) and the backends it picks (dali.py,
 gpu_decode.py), so none of them imports another."""
 from __future__ import annotations
 
@@ -39,20 +39,19 @@ def check_val_classes(train_classes, val_classes) -> list:
     return train_classes or val_classes
 
 
-def bundle(cfg, root, train, val, classes) -> DataBundle:
-    """Every backend's result, after the class count check."""
-    if cfg.num_classes is not None and cfg.num_classes != len(classes):
-        flag = cfg.flag("num_classes")
-        raise UserError(f"{root} has {len(classes)} classes but {flag} is {cfg.num_classes}: "
-                        f"pass {flag} {len(classes)} (or leave it out to use the data's count)")
-    warn_if_topk_covers_every_class(cfg, root, len(classes))
+def bundle(root, train, val, classes, *, num_classes: int | None, flag) -> DataBundle:
+    """Every backend's result, after the check of the class count the model expects (None: any)."""
+    if num_classes is not None and num_classes != len(classes):
+        named = flag("num_classes")
+        raise UserError(f"{root} has {len(classes)} classes but {named} is {num_classes}: "
+                        f"pass {named} {len(classes)} (or leave it out to use the data's count)")
     return DataBundle(train, val, len(classes), list(classes))
 
 
-def warn_if_topk_covers_every_class(cfg, root, num_classes: int) -> None:
+def warn_if_topk_covers_every_class(topk: int, num_classes: int, root, flag: str) -> None:
     """Top-k of k >= the class count is 100% whatever the model does. Warned, not refused: the default k (5) meets
-    small data sets that the user never asked a top-k of."""
-    if cfg.topk <= num_classes or os.environ.get("RANK", "0") != "0":  # one line per run, not one per process
+    small data sets that the user never asked a top-k of. `flag`: the top-k flag as the user's tool spells it."""
+    if topk <= num_classes or os.environ.get("RANK", "0") != "0":  # one line per run, not one per process
         return
-    print(f"warning: {cfg.flag('topk')} {cfg.topk} is more than the {num_classes} classes in {root}: every image "
-          f"will count as a top-{cfg.topk} hit", file=sys.stderr, flush=True)
+    print(f"warning: {flag} {topk} is more than the {num_classes} classes in {root}: every image will count as a "
+          f"top-{topk} hit", file=sys.stderr, flush=True)

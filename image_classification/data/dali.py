@@ -14,11 +14,11 @@ seeded by (seed, epoch, rank, start), so only the order, not each crop, matches 
 A pipeline is built for each pass over the data (each epoch, each validation). That costs a fraction of a second
 and makes every pass start cleanly, also after the trainer or the evaluator stopped a pass early (`--prof`).
 
-DALI is imported only here, and only when one of these backends is chosen.
+DALI is imported only here and in augment_dali.py (the policies' steps), and only when one of these backends is
+chosen.
 """
 from __future__ import annotations
 
-import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +27,12 @@ import torch
 
 from common.cli_errors import UserError
 
+from . import augmentations
+from .augment_dali import PipelineStep
+from .config import DataConfig
 from .folder import ImageFolderDataset, find_bad_images, sample_seed
 from .samplers import ShardSampler
 
-RAND_SPEC_KEYS = ("m", "n", "mstd", "mmax", "inc", "p", "w")
-DALI_AUGMENTATIONS = "none, autoaugment, randaugment, rand-<timm spec> (e.g. rand-m9-mstd0.5)"
 # nvJPEG preallocation of the mixed decoder, as upstream's DALI pipelines set it for ImageNet-sized JPEGs.
 DEVICE_MEMORY_PADDING = 211_025_920
 # Share of JPEGs sent to the GPU's hardware JPEG engines (A100/H100) by the mixed decoder; the rest go through the
@@ -68,70 +69,6 @@ def _first_line(exc: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# augmentation specs
-
-
-@dataclass(frozen=True)
-class RandAugmentSpec:
-    """DALI rand_augment arguments: `m` of `num_magnitude_bins - 1` is the fraction of each op's full strength."""
-
-    n: int
-    m: int
-    num_magnitude_bins: int
-    monotonic_mag: bool
-    max_translate_rel: float
-
-
-@dataclass(frozen=True)
-class AutoAugmentSpec:
-    max_translate_rel: float = 150 / 331  # torchvision's ImageNet policy (the pytorch backend's)
-
-
-def parse_augmentation(name: str | None) -> AutoAugmentSpec | RandAugmentSpec | None:
-    """`--augmentation` for DALI: None for no policy, or the DALI policy and its arguments.
-
-    "autoaugment": DALI's AutoAugment ImageNet policy (the pytorch backend runs torchvision's).
-    "randaugment": torchvision's defaults, n=2 and m=9 of 31 magnitude bins.
-    "rand-...": a timm spec; `n` (ops per image, default 2) and `m` (magnitude out of 10, timm's scale; default
-    10 as in timm) are honoured, `inc1` picks DALI's monotonic suite (timm's increasing ops). DALI has no
-    magnitude noise or per-op probability, so `mstd`, `mmax`, `p` and `w` are accepted but have no effect: DALI
-    always applies the n chosen ops at magnitude m, and its op suite is its own, not timm's.
-    """
-    if name in (None, "", "none", "None"):
-        return None
-    if name == "autoaugment":
-        return AutoAugmentSpec()
-    if name == "randaugment":
-        return RandAugmentSpec(n=2, m=9, num_magnitude_bins=31, monotonic_mag=True, max_translate_rel=150 / 331)
-    if name.startswith("rand-"):
-        n, magnitude, increasing = 2, 10.0, False
-        for part in name.split("-")[1:]:
-            key, *value = re.split(r"(\d.*)", part)
-            if key not in RAND_SPEC_KEYS or not value:
-                raise UserError(f"bad augmentation spec {name!r}: unknown section {part!r} (DALI reads "
-                                f"{', '.join(k + '<number>' for k in RAND_SPEC_KEYS)})")
-            try:
-                number = float(value[0])
-            except ValueError:
-                raise UserError(f"bad augmentation spec {name!r}: {part!r} needs a number") from None
-            if key == "n":
-                if number != int(number) or number < 0:
-                    raise UserError(f"bad augmentation spec {name!r}: n (ops per image) must be a whole number")
-                n = int(number)
-            elif key == "m":
-                magnitude = number
-            elif key == "inc":
-                increasing = bool(number)
-        # timm clips the magnitude to [0, 10]; 101 bins keep one decimal of it.
-        m = int(round(min(max(magnitude, 0.0), 10.0) * 10))
-        return RandAugmentSpec(n=n, m=m, num_magnitude_bins=101, monotonic_mag=increasing, max_translate_rel=0.45)
-    if name.startswith("augmix-"):
-        raise UserError(f"augmentation {name!r} is not available with DALI; use --data-backend pytorch, or one of: "
-                        f"{DALI_AUGMENTATIONS}")
-    raise UserError(f"unknown augmentation {name!r}; with DALI choose from: {DALI_AUGMENTATIONS}")
-
-
-# --------------------------------------------------------------------------------------------------------------
 # pipelines
 
 _INTERPOLATIONS = ("bilinear", "bicubic", "nearest", "triangular")
@@ -163,8 +100,8 @@ class PipelineSpec:
     crop_ratio: tuple[float, float]
     hflip: float
     vflip: float
-    color_jitter: float
-    augmentation: AutoAugmentSpec | RandAugmentSpec | None
+    color_jitter: float  # 0 under a policy that alters colour itself
+    augmentation: PipelineStep | None
     fill_value: int
     mean: tuple[float, float, float]  # 0..255 units
     std: tuple[float, float, float]
@@ -231,26 +168,14 @@ def _build_pipeline(spec: PipelineSpec, files: list[str], labels: list[int], see
             if spec.vflip > 0:
                 images = fn.flip(images, device=device, horizontal=0,
                                  vertical=fn.random.coin_flip(probability=spec.vflip))
-            if spec.color_jitter > 0 and spec.augmentation is None:
+            if spec.color_jitter > 0:
                 lo, hi = max(0.0, 1.0 - spec.color_jitter), 1.0 + spec.color_jitter
                 images = fn.color_twist(images, device=device, brightness=fn.random.uniform(range=[lo, hi]),
                                         contrast=fn.random.uniform(range=[lo, hi]),
                                         saturation=fn.random.uniform(range=[lo, hi]))
-            size = (spec.image_size, spec.image_size)
-            if isinstance(spec.augmentation, AutoAugmentSpec):
-                from nvidia.dali.auto_aug import auto_augment
-
-                images = auto_augment.auto_augment_image_net(
-                    images, shape=size, fill_value=spec.fill_value,
-                    max_translate_rel=spec.augmentation.max_translate_rel)
-            elif isinstance(spec.augmentation, RandAugmentSpec):
-                from nvidia.dali.auto_aug import rand_augment
-
-                aug = spec.augmentation
-                images = rand_augment.rand_augment(
-                    images, n=aug.n, m=aug.m, num_magnitude_bins=aug.num_magnitude_bins, shape=size,
-                    fill_value=spec.fill_value, max_translate_rel=aug.max_translate_rel,
-                    monotonic_mag=aug.monotonic_mag)
+            if spec.augmentation is not None:
+                images = spec.augmentation.apply(images, shape=(spec.image_size, spec.image_size),
+                                                 fill_value=spec.fill_value)
             mirror = fn.random.coin_flip(probability=spec.hflip) if spec.hflip > 0 else 0
             crop = {}
         else:
@@ -409,9 +334,9 @@ def _dali_reason(text: str) -> str:
 # the factory
 
 
-def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, crop_pct: float, mean, std,
-                    device: torch.device, rank: int = 0, world_size: int = 1, need_train: bool = True,
-                    need_val: bool = True):
+def build_dali_data(cfg: DataConfig, *, gpu: bool, image_size: int, val_image_size: int, crop_pct: float, mean, std,
+                    device: torch.device, memory_format: str, seed: int | None, num_classes: int | None, flag,
+                    rank: int = 0, world_size: int = 1, need_train: bool = True, need_val: bool = True):
     from .bundle import bundle, check_val_classes, split_folder
     from .transforms import val_resize_size
 
@@ -432,40 +357,44 @@ def build_dali_data(cfg, *, gpu: bool, image_size: int, val_image_size: int, cro
 
     common = dict(
         gpu_decode=gpu, device_id=device_id, crop_scale=tuple(cfg.crop_scale), crop_ratio=tuple(cfg.crop_ratio),
-        hflip=cfg.hflip, vflip=cfg.vflip, color_jitter=cfg.color_jitter,
+        hflip=cfg.hflip, vflip=cfg.vflip,
         fill_value=int(round(255 * sum(mean) / len(mean))),
         mean=tuple(255.0 * m for m in mean), std=tuple(255.0 * s for s in std),
-        channels_last=cfg.memory_format == "nhwc", num_threads=max(cfg.workers, 1), prefetch=max(cfg.prefetch, 1),
+        channels_last=memory_format == "nhwc", num_threads=max(cfg.workers, 1), prefetch=max(cfg.prefetch, 1),
     )
     loader_args = dict(device=device, rank=rank, world_size=world_size)
     train = val = None
     classes = None
     if need_train:
+        augmentation, color_jitter = None, cfg.color_jitter
         if cfg.no_aug:
             interp = _interp(types, cfg.val_interpolation or "bilinear", allow_random=False)
-            augmentation = None
         else:
             interp = _interp(types, cfg.interpolation, allow_random=True)
-            augmentation = parse_augmentation(cfg.augmentation)
+            policy = augmentations.lookup(cfg.augmentation, augmentations.DALI)
+            augmentation = policy.step(augmentations.DALI, cfg.augmentation)
+            if policy.alters_colour:
+                color_jitter = 0.0
         spec = PipelineSpec(train=True, image_size=image_size, resize_size=val_resize_size(image_size, crop_pct),
-                            interpolation=interp, augmentation=augmentation, batch_size=cfg.batch_size,
-                            no_aug=cfg.no_aug, **common)
+                            interpolation=interp, augmentation=augmentation, color_jitter=color_jitter,
+                            batch_size=cfg.batch_size, no_aug=cfg.no_aug, **common)
         ds = ImageFolderDataset(split_folder(root, cfg.train_split), None)
         per_rank = -(-len(ds) // world_size)
         if per_rank < cfg.batch_size:
             raise UserError(f"{ds.root} has {len(ds)} images: fewer than one batch of {cfg.batch_size} per process; "
-                            f"lower --batch-size")
+                            f"lower {flag('batch_size')}")
         classes = ds.classes
-        train = DaliLoader(ds, spec, seed=cfg.seed, **loader_args)
+        train = DaliLoader(ds, spec, seed=seed, **loader_args)
     if need_val:
         interp = _interp(types, cfg.val_interpolation or cfg.interpolation, allow_random=False)
         spec = PipelineSpec(train=False, image_size=val_image_size,
                             resize_size=val_resize_size(val_image_size, crop_pct), interpolation=interp,
-                            augmentation=None, batch_size=cfg.val_batch_size or cfg.batch_size, **common)
+                            augmentation=None, color_jitter=cfg.color_jitter,
+                            batch_size=cfg.val_batch_size or cfg.batch_size, **common)
         ds = ImageFolderDataset(split_folder(root, cfg.val_split), None)
         classes = check_val_classes(classes, ds.classes)
-        val = DaliLoader(ds, spec, seed=cfg.seed, **loader_args)
+        val = DaliLoader(ds, spec, seed=seed, **loader_args)
     if classes is None:
         raise UserError("nothing to load: neither training nor validation data was asked for")
-    return bundle(cfg, root, train, val, classes)
+    return bundle(root, train, val, classes, num_classes=num_classes, flag=flag)
 

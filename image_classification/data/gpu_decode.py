@@ -23,6 +23,8 @@ from torch.utils.data import DataLoader, Dataset, get_worker_info
 
 from common.cli_errors import UserError
 
+from . import augmentations
+from .config import DataConfig
 from .device import DeviceLoader
 from .folder import BadSample, ImageFolderDataset, _reason, read_rgb, sample_seed
 from .samplers import ShardSampler
@@ -344,9 +346,8 @@ class GpuDecodeLoader(DeviceLoader):
 
 def _check(cfg, need_train: bool) -> None:
     if need_train and not cfg.no_aug:
-        if cfg.augmentation not in (None, "", "none", "None"):
-            raise UserError(f"augmentation {cfg.augmentation!r} is not available on --data-backend {BACKEND}; use "
-                            f"--data-backend pytorch or dali-gpu for it")
+        # The backend has no policy stage: the registry refuses every policy but the policy of no policy.
+        augmentations.build(cfg.augmentation, augmentations.NVJPEG)
         if cfg.color_jitter > 0:
             raise UserError(f"colour jitter is not available on --data-backend {BACKEND}; use --data-backend pytorch")
 
@@ -358,17 +359,17 @@ def _mode(name: str, *, allow_random: bool) -> str:
     raise UserError(f"interpolation {name!r} is not available on the {BACKEND} backend; choose {choices}")
 
 
-def build_gpu_decode_data(cfg, *, image_size: int, val_image_size: int, crop_pct: float, mean, std,
-                          device: torch.device, rank: int = 0, world_size: int = 1, need_train: bool = True,
-                          need_val: bool = True):
+def build_gpu_decode_data(cfg: DataConfig, *, image_size: int, val_image_size: int, crop_pct: float, mean, std,
+                          device: torch.device, memory_format: str, seed: int | None, num_classes: int | None, flag,
+                          rank: int = 0, world_size: int = 1, need_train: bool = True, need_val: bool = True):
     from .bundle import bundle, check_val_classes, split_folder
 
     _check(cfg, need_train)
     root = Path(cfg.data)
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist")
-    memory_format = torch.channels_last if cfg.memory_format == "nhwc" else torch.contiguous_format
-    seed = cfg.seed or 0
+    layout = torch.channels_last if memory_format == "nhwc" else torch.contiguous_format
+    seed = seed or 0
 
     def make(folder, planner, *, size, batch_size, shuffle, drop_last):
         dataset = EncodedImageFolder(folder, planner)
@@ -377,7 +378,7 @@ def build_gpu_decode_data(cfg, *, image_size: int, val_image_size: int, crop_pct
         loader = DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=cfg.workers,
                             collate_fn=collate_encoded, drop_last=drop_last, worker_init_fn=ignore_stop_signals,
                             generator=torch.Generator().manual_seed(seed), **kwargs)
-        return GpuDecodeLoader(loader, dataset, device, mean, std, image_size=size, memory_format=memory_format,
+        return GpuDecodeLoader(loader, dataset, device, mean, std, image_size=size, memory_format=layout,
                                skip_bad=cfg.skip_bad_images, scan_workers=max(cfg.workers, 1))
 
     train = val = None
@@ -387,7 +388,7 @@ def build_gpu_decode_data(cfg, *, image_size: int, val_image_size: int, crop_pct
         per_rank = -(-len(folder) // world_size)
         if per_rank < cfg.batch_size:
             raise UserError(f"{folder.root} has {len(folder)} images: fewer than one batch of {cfg.batch_size} per "
-                            f"process; lower --batch-size")
+                            f"process; lower {flag('batch_size')}")
         if cfg.no_aug:
             planner = Planner(image_size, train=False, crop_pct=crop_pct,
                               interpolation=_mode(cfg.val_interpolation or "bilinear", allow_random=False))
@@ -404,4 +405,4 @@ def build_gpu_decode_data(cfg, *, image_size: int, val_image_size: int, crop_pct
         classes = check_val_classes(classes, folder.classes)
         val = make(folder, planner, size=val_image_size, batch_size=cfg.val_batch_size or cfg.batch_size,
                    shuffle=False, drop_last=False)
-    return bundle(cfg, root, train, val, classes)
+    return bundle(root, train, val, classes, num_classes=num_classes, flag=flag)

@@ -1,6 +1,7 @@
 """The data factory: one call gives the train and val iterables for any backend, all with the same contract."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -10,6 +11,7 @@ from common.cli_errors import UserError
 
 from .bundle import DataBundle, bundle, check_val_classes, split_folder
 from .choices import BACKENDS
+from .config import DataConfig, flag_for
 from .device import DeviceLoader, collate_uint8
 from .folder import ImageFolderDataset
 from .samplers import ShardSampler
@@ -31,21 +33,26 @@ def _loader(dataset, *, batch_size, shuffle, seed, rank, world_size, workers, pr
     )
 
 
-def build_data(cfg, *, image_size: int, val_image_size: int, crop_pct: float, mean, std, device: torch.device,
-               rank: int = 0, world_size: int = 1, need_train: bool = True, need_val: bool = True) -> DataBundle:
-    memory_format = torch.channels_last if cfg.memory_format == "nhwc" else torch.contiguous_format
+def build_data(cfg: DataConfig, *, image_size: int, val_image_size: int, crop_pct: float, mean, std,
+               device: torch.device, memory_format: str = "nchw", seed: int | None = None,
+               num_classes: int | None = None, flag: Callable[[str], str] = flag_for, rank: int = 0,
+               world_size: int = 1, need_train: bool = True, need_val: bool = True) -> DataBundle:
+    """The train and val loaders of the data section `cfg`. The caller resolves what the model decides (sizes,
+    crop, mean and std), and says how batches are laid out (memory_format nchw | nhwc), the seed, the class count
+    the model expects (None: the data's), and how its CLI spells each setting's flag, for the messages."""
+    layout = torch.channels_last if memory_format == "nhwc" else torch.contiguous_format
     if cfg.data_backend == "synthetic":
-        n = cfg.num_classes or 1000
-        steps = cfg.prof if cfg.prof > 0 else cfg.synthetic_steps
+        n = num_classes or 1000
 
         def make(size):
-            return SyntheticLoader(cfg.batch_size, size, n, steps, device, memory_format, seed=cfg.seed or 0)
+            return SyntheticLoader(cfg.batch_size, size, n, cfg.synthetic_steps, device, layout, seed=seed or 0)
 
         return DataBundle(make(image_size) if need_train else None, make(val_image_size) if need_val else None, n, None)
     if cfg.data_backend not in BACKENDS:
         raise UserError(f"data backend {cfg.data_backend!r} is not available; choose from {', '.join(BACKENDS)}")
     kwargs = dict(image_size=image_size, val_image_size=val_image_size, crop_pct=crop_pct, mean=mean, std=std,
-                  device=device, rank=rank, world_size=world_size, need_train=need_train, need_val=need_val)
+                  device=device, memory_format=memory_format, seed=seed, num_classes=num_classes, flag=flag,
+                  rank=rank, world_size=world_size, need_train=need_train, need_val=need_val)
     if cfg.data_backend in ("dali-cpu", "dali-gpu"):
         from .dali import build_dali_data  # imports DALI, with one clear line when it is not installed
 
@@ -58,7 +65,7 @@ def build_data(cfg, *, image_size: int, val_image_size: int, crop_pct: float, me
     root = Path(cfg.data)
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist")
-    common = dict(seed=cfg.seed, rank=rank, world_size=world_size, workers=cfg.workers, prefetch=cfg.prefetch,
+    common = dict(seed=seed, rank=rank, world_size=world_size, workers=cfg.workers, prefetch=cfg.prefetch,
                   device=device)
     train = val = None
     classes = None
@@ -69,20 +76,20 @@ def build_data(cfg, *, image_size: int, val_image_size: int, crop_pct: float, me
             tf = train_transform(image_size, interpolation=cfg.interpolation, crop_scale=tuple(cfg.crop_scale),
                                  crop_ratio=tuple(cfg.crop_ratio), hflip=cfg.hflip, vflip=cfg.vflip,
                                  augmentation=cfg.augmentation, color_jitter=cfg.color_jitter, mean=mean)
-        ds = ImageFolderDataset(split_folder(root, cfg.train_split), tf, seed=cfg.seed)
+        ds = ImageFolderDataset(split_folder(root, cfg.train_split), tf, seed=seed)
         per_rank = -(-len(ds) // world_size)
         if per_rank < cfg.batch_size:
             raise UserError(f"{ds.root} has {len(ds)} images: fewer than one batch of {cfg.batch_size} per process; "
-                            f"lower {cfg.flag('batch_size')}")
+                            f"lower {flag('batch_size')}")
         classes = ds.classes
         loader = _loader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True, **common)
-        train = DeviceLoader(loader, device, mean, std, memory_format=memory_format, skip_bad=cfg.skip_bad_images,
+        train = DeviceLoader(loader, device, mean, std, memory_format=layout, skip_bad=cfg.skip_bad_images,
                              dataset=ds, scan_workers=max(cfg.workers, 1))
     if need_val:
         tf = val_transform(val_image_size, crop_pct=crop_pct, interpolation=cfg.val_interpolation or cfg.interpolation)
         ds = ImageFolderDataset(split_folder(root, cfg.val_split), tf, seed=None)
         classes = check_val_classes(classes, ds.classes)
         loader = _loader(ds, batch_size=cfg.val_batch_size or cfg.batch_size, shuffle=False, drop_last=False, **common)
-        val = DeviceLoader(loader, device, mean, std, memory_format=memory_format, skip_bad=cfg.skip_bad_images,
+        val = DeviceLoader(loader, device, mean, std, memory_format=layout, skip_bad=cfg.skip_bad_images,
                            dataset=ds, scan_workers=max(cfg.workers, 1))
-    return bundle(cfg, root, train, val, classes)
+    return bundle(root, train, val, classes, num_classes=num_classes, flag=flag)

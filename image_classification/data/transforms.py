@@ -9,11 +9,10 @@ from torchvision.transforms import InterpolationMode
 from common.cli_errors import UserError
 from image_classification.preprocessing import val_resize_size  # noqa: F401  (the data loaders' import)
 
-from . import choices
+from . import augmentations, choices
 
 # torchvision's modes are named as the command lines spell them (choices.py, which parsers import without torch).
 INTERPOLATIONS = {name: InterpolationMode(name) for name in choices.INTERPOLATIONS}
-AUGMENTATIONS = ("none", "autoaugment", "randaugment", "rand-<timm spec>, e.g. rand-m9-mstd0.5", "augmix-<timm spec>")
 
 
 def interpolation_mode(name: str) -> InterpolationMode:
@@ -24,28 +23,6 @@ def interpolation_mode(name: str) -> InterpolationMode:
             f"interpolation {name!r} is not available on the pytorch backend; choose {', '.join(INTERPOLATIONS)}"
             + (" (triangular is DALI's: --data-backend dali-cpu or dali-gpu)" if name == "triangular" else "")
         ) from None
-
-
-def _augmentation(name: str | None, image_size: int, interpolation: InterpolationMode, mean) -> list:
-    if name in (None, "", "none", "None"):
-        return []
-    fill = [int(round(255 * m)) for m in mean]
-    if name == "autoaugment":
-        # torchvision's ImageNet policy: the one upstream hand-wrote (and which crashes there on NumPy >= 1.24).
-        return [T.AutoAugment(T.AutoAugmentPolicy.IMAGENET, interpolation=interpolation, fill=fill)]
-    if name == "randaugment":
-        return [T.RandAugment(interpolation=interpolation, fill=fill)]
-    if name.startswith(("rand-", "augmix-")):
-        from timm.data.auto_augment import augment_and_mix_transform, rand_augment_transform
-
-        hparams = {"translate_const": int(image_size * 0.45), "img_mean": tuple(fill)}
-        try:
-            if name.startswith("rand-"):
-                return [rand_augment_transform(name, hparams)]
-            return [augment_and_mix_transform(name, hparams)]
-        except (AssertionError, KeyError, ValueError) as exc:
-            raise UserError(f"bad augmentation spec {name!r}: {exc}") from None
-    raise UserError(f"unknown augmentation {name!r}; choose from: {', '.join(AUGMENTATIONS)}")
 
 
 def train_transform(
@@ -82,10 +59,13 @@ def train_transform(
         steps.append(T.RandomHorizontalFlip(hflip))
     if vflip > 0:
         steps.append(T.RandomVerticalFlip(vflip))
-    # As timm: colour jitter only when no augmentation policy is chosen (the policies alter colour themselves).
-    if color_jitter > 0 and augmentation in (None, "", "none", "None"):
+    policy = augmentations.lookup(augmentation, augmentations.PYTORCH)
+    if color_jitter > 0 and not policy.alters_colour:
         steps.append(T.ColorJitter(color_jitter, color_jitter, color_jitter))
-    steps += _augmentation(augmentation, image_size, mode, mean)
+    fill = [int(round(255 * m)) for m in mean]
+    step = policy.step(augmentations.PYTORCH, augmentation, image_size=image_size, interpolation=mode, fill=fill)
+    if step is not None:
+        steps.append(step)
     steps.append(T.PILToTensor())
     return T.Compose(steps)
 

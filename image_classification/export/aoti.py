@@ -232,9 +232,9 @@ def read_class_names(path: str | os.PathLike) -> list[str]:
     return [line.strip() for line in lines if line.strip()]
 
 
-def build_parser() -> ArgumentParser:
+def build_parser(prog: str = "python -m image_classification.export.aoti") -> ArgumentParser:
     parser = ArgumentParser(
-        prog="python -m image_classification.export.aoti",
+        prog=prog,
         description="Compile a registered model ahead of time with AOTInductor into one self-contained .pt2 file "
                     "that runs with PyTorch alone (torch._inductor.aoti_load_package).",
     )
@@ -256,18 +256,17 @@ def build_parser() -> ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def run(args) -> Path:
+    """The command line's work, on parsed arguments; returns the package's path."""
     from image_classification.models import get_model_info
-    from image_classification.models.loading import load_checkpoint_model
     from image_classification.quantization.state import restore_quantizers
 
+    from .sources import check_output, load_model
+
     get_model_info(args.arch)  # unknown names fail before any file is read
-    output = Path(args.output)
-    if output.suffix != ".pt2":
-        raise UserError(f"--output must be a .pt2 file, got {output}")
-    loaded = load_checkpoint_model(args.weights, args.arch, num_classes=args.num_classes,
-                                   restore_quantizers=restore_quantizers)
+    output = check_output(args.output, flag="--output", suffix=".pt2", source=args.weights)
+    loaded = load_model(args.weights, args.arch, weights_flag="--weights", num_classes=args.num_classes,
+                        restore_quantizers=restore_quantizers)
     num_classes = loaded.num_classes
     class_names = read_class_names(args.class_names) if args.class_names else loaded.class_names
     model = loaded.model
@@ -278,6 +277,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     batch = f"batch {args.batch_size}" if args.batch_size else f"batch 1..{args.max_batch}"
     print(f"wrote {output} ({args.arch}, {num_classes} classes, {args.precision} on {args.device}, {batch}) "
           f"in {time.perf_counter() - start:.1f} s; metadata in {metadata_path(output)}", file=sys.stdout)
+    return output
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    run(build_parser().parse_args(argv))
     return 0
 
 

@@ -354,8 +354,9 @@ def _fold_batchnorm_fn() -> Callable[[nn.Module], nn.Module | None]:
 
 def run(args: argparse.Namespace, dialect: ExportDialect = DEFAULT_DIALECT) -> Path:
     from image_classification.models import get_model_info
-    from image_classification.models.loading import load_checkpoint_model
     from image_classification.quantization.state import is_quantized_model, restore_quantizers
+
+    from .sources import check_output, load_model
 
     if args.batch_size < 1:
         raise UserError(f"-b/--batch-size must be at least 1, got {args.batch_size}")
@@ -379,14 +380,11 @@ def run(args: argparse.Namespace, dialect: ExportDialect = DEFAULT_DIALECT) -> P
         check_family(get_model_info(name))
     # The checkpoint's model flags (BN epsilon, the conv SE, a GPUNet JSON) shape the graph; the command line wins.
     model_kwargs = {k: getattr(args, k) for k in dialect.model_kwargs if getattr(args, k, None) is not None}
-    if args.pretrained_from_file is None and not args.pretrained:
-        print(f"warning: no weights given (--pretrained-from-file): exporting {name} with random weights, "
-              f"fine for benchmarking but useless for predictions", file=sys.stderr, flush=True)
-    loaded = load_checkpoint_model(args.pretrained_from_file, name, pretrained=args.pretrained,
-                                   weights="ema" if args.ema else ("auto" if args.pretrained else "raw"),
-                                   num_classes=args.num_classes, model_kwargs=model_kwargs,
-                                   default_arch=dialect.default_arch, ema_flag="--ema",
-                                   restore_quantizers=restore_quantizers)
+    loaded = load_model(args.pretrained_from_file, name, weights_flag="--pretrained-from-file",
+                        pretrained=args.pretrained,
+                        weights="ema" if args.ema else ("auto" if args.pretrained else "raw"),
+                        num_classes=args.num_classes, model_kwargs=model_kwargs, default_arch=dialect.default_arch,
+                        ema_flag="--ema", restore_quantizers=restore_quantizers)
     info = loaded.info
     check_family(info)
     model = loaded.model.eval()
@@ -423,9 +421,8 @@ def run(args: argparse.Namespace, dialect: ExportDialect = DEFAULT_DIALECT) -> P
         metadata["weights"] = "random"
 
     # Named after the user's checkpoint, never beside the published weights in the torch hub cache.
-    output = Path(args.output) if args.output else default_output_path(args.pretrained_from_file, info.name)
-    if loaded.checkpoint is not None and output.resolve() == Path(loaded.checkpoint).resolve():
-        raise UserError(f"the output {output} is the checkpoint itself: pass another --output")
+    output = check_output(args.output or default_output_path(args.pretrained_from_file, info.name), flag="--output",
+                          source=loaded.checkpoint)
     if quantized:
         metadata["quantization"] = "int8-qdq"
     data = export_onnx_bytes(model, image_size=image_size, opset=args.opset, batch_size=args.batch_size,

@@ -306,8 +306,8 @@ class TensorRTRunner:
 # --- command line -------------------------------------------------------------------------------------------------
 
 
-def build_parser() -> ArgumentParser:
-    p = ArgumentParser(prog="python -m image_classification.export.tensorrt",
+def build_parser(prog: str = "python -m image_classification.export.tensorrt") -> ArgumentParser:
+    p = ArgumentParser(prog=prog,
                        description="Build a TensorRT engine from an ONNX export (upstream: trtexec --fp16 "
                                    "--workspace=10240), with an optimization profile for the dynamic batch.")
     p.add_argument("--onnx", required=True, metavar="FILE", help="ONNX file from model2onnx.py")
@@ -326,15 +326,23 @@ def build_parser() -> ArgumentParser:
     return p
 
 
-def main(argv=None) -> None:
-    args = build_parser().parse_args(argv)
-    engine = Path(args.engine) if args.engine else Path(args.onnx).with_suffix(".plan")
+def run(args) -> Path:
+    """The command line's work, on parsed arguments; returns the engine's path."""
+    from .sources import check_output
+
+    engine = check_output(args.engine or Path(args.onnx).with_suffix(".plan"), flag="--engine", source=args.onnx,
+                          source_kind="ONNX file")
     path = build_engine(args.onnx, engine, fp16=args.fp16, int8=args.int8, min_batch=args.min_batch,
                         opt_batch=args.opt_batch, max_batch=args.max_batch, image_size=args.image_size,
                         workspace_gib=args.workspace_gib)
     opt = args.max_batch if args.opt_batch is None else args.opt_batch
     precision = "int8" if args.int8 else ("fp16" if args.fp16 else "fp32")
     print(f"=> wrote {path} ({precision}, batch {args.min_batch} to {args.max_batch}, tuned for {opt})", flush=True)
+    return path
+
+
+def main(argv=None) -> None:
+    run(build_parser().parse_args(argv))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ BN folding (`fold_batchnorm`) finds every Conv2d -> BatchNorm2d pair from the mo
 the BN's input is the conv's output and nothing else reads that output), then rewrites those pairs in a deep copy
 of the model's own module tree: the conv gets the folded weight and a bias, the BN becomes `nn.Identity`. The copy
 keeps its class, methods, module names and `pretrained_cfg`, and accepts any batch size and resolution. A model
-that torch.fx cannot trace falls back to a walk that knows our blocks (consecutive conv/bn in an `nn.Sequential`,
-as `conv_bn_act` builds them, and GPUNet's named pairs such as `conv_pw`/`bn1`).
+that torch.fx cannot trace falls back to a walk of its module tree: the (conv, bn) pairs each block class declares
+(`conv_bn_pairs`, read through models.layers.declared_conv_bn_pairs), and consecutive conv/bn in any other
+`nn.Sequential`.
 
 The compile options and the on-disk compile cache are `image_classification/runtime/compile_options.py`'s.
 """
@@ -33,6 +34,9 @@ from image_classification.runtime.compile_options import (
 )
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+# "inductor": cuDNN/cuBLAS convolutions with Inductor's fused elementwise around them; "triton": the MBConv blocks run
+# this project's fused Triton kernels (image_classification.kernels), the rest as with "inductor".
+KERNELS = ("inductor", "triton")
 FOLD_METHODS = ("auto", "fx", "modules")
 # Modes whose inductor configuration already records CUDA graphs (they would fight a manual capture).
 _CUDAGRAPH_COMPILE_MODES = ("reduce-overhead", "max-autotune")
@@ -41,43 +45,30 @@ _CUDAGRAPH_COMPILE_MODES = ("reduce-overhead", "max-autotune")
 # --- BatchNorm folding --------------------------------------------------------------------------------------------
 
 
-def _known_block_pairs() -> list[tuple[type, tuple[tuple[str, str], ...]]]:
-    """Conv/BN child names per block class, for models torch.fx cannot trace (subclasses share their base's)."""
-    from image_classification.models import gpunet
-
-    return [
-        (gpunet.Stem, (("conv", "bn"),)),
-        (gpunet.LargeStem, (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))),
-        (gpunet.Head, (("conv", "bn"),)),
-        (gpunet.DistillHead, (("conv", "bn"),)),
-        (gpunet.ConvBnAct, (("conv", "bn1"),)),
-        (gpunet.InvertedResidual, (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3"))),
-        (gpunet.EdgeResidual, (("conv_exp", "bn1"), ("conv_pwl", "bn2"))),
-    ]
-
-
 def _join(prefix: str, name: str) -> str:
     return f"{prefix}.{name}" if prefix else name
 
 
 def _pairs_from_modules(model: nn.Module) -> list[tuple[str, str]]:
-    """(conv, bn) qualified names from the module tree: consecutive children of an nn.Sequential, and known blocks."""
-    known = _known_block_pairs()
+    """(conv, bn) qualified names from the module tree: the pairs each block declares (`conv_bn_pairs`), and
+    consecutive children of any other nn.Sequential."""
+    # Imported on use: the models package imports every family (and timm), which fast.py's other users need not load.
+    from image_classification.models.layers import declared_conv_bn_pairs
+
     pairs = []
     for prefix, module in model.named_modules():
-        if isinstance(module, nn.Sequential):
+        declared = declared_conv_bn_pairs(module)
+        if declared:
+            for conv_name, bn_name in declared:
+                # A declared child may have been replaced since (a folded BN is an nn.Identity).
+                if isinstance(getattr(module, conv_name, None), nn.Conv2d) and \
+                        isinstance(getattr(module, bn_name, None), nn.BatchNorm2d):
+                    pairs.append((_join(prefix, conv_name), _join(prefix, bn_name)))
+        elif isinstance(module, nn.Sequential):
             children = list(module.named_children())
             for (conv_name, conv), (bn_name, bn) in zip(children, children[1:]):
                 if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
                     pairs.append((_join(prefix, conv_name), _join(prefix, bn_name)))
-            continue
-        for cls, names in known:
-            if isinstance(module, cls):
-                for conv_name, bn_name in names:
-                    if isinstance(getattr(module, conv_name, None), nn.Conv2d) and \
-                            isinstance(getattr(module, bn_name, None), nn.BatchNorm2d):
-                        pairs.append((_join(prefix, conv_name), _join(prefix, bn_name)))
-                break
     return pairs
 
 
@@ -138,10 +129,10 @@ def fold_batchnorm(model: nn.Module, *, strict: bool = True, method: str = "auto
     """An eval-mode copy of `model` with every BatchNorm2d folded into the Conv2d that feeds it.
 
     The conv gets the folded weight and a bias, the BN is replaced by nn.Identity; `model` itself is not touched.
-    `method`: "fx" finds the pairs from a torch.fx trace (data flow), "modules" from the module tree (nn.Sequential
-    neighbours and our GPUNet blocks), "auto" tries fx and falls back to the module walk when the model cannot be
-    traced. A BatchNorm2d that follows no conv (or a conv whose output is also used elsewhere) cannot be folded:
-    `strict` raises a UserError naming it, otherwise it stays in place (still correct, in eval mode).
+    `method`: "fx" finds the pairs from a torch.fx trace (data flow), "modules" from the module tree (the pairs
+    blocks declare, and nn.Sequential neighbours), "auto" tries fx and falls back to the module walk when the model
+    cannot be traced. A BatchNorm2d that follows no conv (or a conv whose output is also used elsewhere) cannot be
+    folded: `strict` raises a UserError naming it, otherwise it stays in place (still correct, in eval mode).
     """
     if method not in FOLD_METHODS:
         raise ValueError(f"method must be one of {', '.join(FOLD_METHODS)}, got {method!r}")
@@ -318,6 +309,20 @@ class Predictor:
                 f"compile={self.compile_mode}, cuda_graph={self.graph_shape})")
 
 
+def _check_kernels(kernels: str, device: torch.device, precision: str, fold_bn: bool) -> None:
+    if kernels not in KERNELS:
+        raise UserError(f"kernels must be one of {', '.join(KERNELS)}, got {kernels!r}")
+    if kernels != "triton":
+        return
+    from image_classification.kernels import unavailable_reason
+
+    reason = unavailable_reason(device, PRECISIONS[precision])
+    if reason is None and not fold_bn:
+        reason = "they take BN-folded blocks, and BN folding is off"
+    if reason is not None:
+        raise UserError(f"the fused Triton kernels cannot be used: {reason}; use kernels 'inductor'")
+
+
 def prepare_for_inference(
     model: nn.Module,
     *,
@@ -330,6 +335,7 @@ def prepare_for_inference(
     cuda_graph: bool = False,
     batch_size: int | None = None,
     image_size: int | None = None,
+    kernels: str = "inductor",
 ) -> Predictor:
     """A `Predictor` around an optimised eval-mode copy of `model` (`model` itself is not modified).
 
@@ -342,15 +348,19 @@ def prepare_for_inference(
       compiled here and `compile_seconds` records how long that took; otherwise the first call compiles (and is
       timed). Compiled kernels are cached on disk (see `configure_compile_cache`).
     - compile_options: TorchInductor settings on top of the mode's (e.g. {"freezing": True}); see
-      `FAST_COMPILE_OPTIONS` for the ones the fast path uses.
+      `runtime.compile_options.FAST_COMPILE_OPTIONS` for the ones the fast path uses.
     - cuda_graph: capture one forward for (batch_size, 3, image_size, image_size) into a CUDA graph with a static
       input buffer; inputs of other shapes run uncaptured. Needs CUDA and batch_size; modes that record their own
       CUDA graphs ("reduce-overhead", "max-autotune") cannot be combined with it.
+    - kernels: "inductor" (default) or "triton": the MBConv blocks run the fused Triton kernels
+      (`image_classification.inference.fused_model`); needs BN folding, a CUDA device, fp16 or bf16 and Triton.
+      `fused_blocks` on the predictor says how many blocks were swapped.
     On CUDA, cuDNN's autotuner (torch.backends.cudnn.benchmark) is switched on: the shapes of inference repeat.
     """
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     device = _resolve_device(device)
+    _check_kernels(kernels, device, precision, fold_bn)
     mode = _resolve_compile_mode(compile)
     if device.type == "cpu" and precision == "fp16":
         raise UserError("fp16 inference needs a CUDA device (PyTorch's CPU kernels are slow or missing in fp16): "
@@ -380,6 +390,11 @@ def prepare_for_inference(
     prepared = prepared.to(device=device, dtype=PRECISIONS[precision])
     if channels_last:
         prepared = prepared.to(memory_format=torch.channels_last)
+    fused = 0
+    if kernels == "triton":
+        from .fused_model import fuse_model
+
+        fused = fuse_model(prepared)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True
 
@@ -390,6 +405,7 @@ def prepare_for_inference(
     predictor = Predictor(runner, device=device, precision=precision, channels_last=channels_last,
                           compile_mode=mode, bn_folded=fold_bn)
     predictor.eager_model = prepared  # the uncompiled module, for inspection (same weights)
+    predictor.kernels, predictor.fused_blocks = kernels, fused
     if mode is not None and size is not None:
         # Compile now, for the shape that will run, so the time shows up here and not in the first request.
         example = torch.zeros(batch_size or 1, 3, size, size)
@@ -401,20 +417,22 @@ def prepare_for_inference(
 
 
 def fast_predictor(model: nn.Module, *, device: str | torch.device, precision: str, batch_size: int,
-                   image_size: int, compile: bool = True, log=print) -> Predictor:
+                   image_size: int, compile: bool = True, log=print, kernels: str = "inductor") -> Predictor:
     """The fast path as classify.py, launch.py's evaluate/benchmark_inference and Triton use it on a GPU: BN folded,
     weights in `precision`, channels_last, torch.compile with `fast_compile_options(batch_size)` (unless `compile` is
     False) and one CUDA graph for (batch_size, 3, image_size, image_size); smaller batches are padded into it.
+    `kernels="triton"` runs the MBConv blocks on the fused Triton kernels (see `prepare_for_inference`).
     `log` gets one line saying what was built and how long compiling took (None: silent)."""
     start = time.perf_counter()
     predictor = prepare_for_inference(
         model, device=device, precision=precision, channels_last=True, fold_bn=True,
         compile="default" if compile else None, compile_options=fast_compile_options(batch_size) if compile else None,
-        cuda_graph=True, batch_size=batch_size, image_size=image_size)
+        cuda_graph=True, batch_size=batch_size, image_size=image_size, kernels=kernels)
     predictor.setup_seconds = time.perf_counter() - start
     if log is not None:
         what = (f"compiled in {predictor.compile_seconds:.1f} s (cache: {os.environ.get('TORCHINDUCTOR_CACHE_DIR')})"
                 if compile else "not compiled")
-        log(f"=> fast inference path: BN folded, {precision}, channels_last, CUDA graph for batch {batch_size} at "
-            f"{image_size} px, {what}; ready in {predictor.setup_seconds:.1f} s")
+        fused = f", {predictor.fused_blocks} blocks on fused Triton kernels" if kernels == "triton" else ""
+        log(f"=> fast inference path: BN folded, {precision}, channels_last{fused}, CUDA graph for batch {batch_size} "
+            f"at {image_size} px, {what}; ready in {predictor.setup_seconds:.1f} s")
     return predictor

@@ -72,19 +72,18 @@ def folder_classes(root: Path, split: str) -> list[str]:
 def build_val_loader(root: Path, split: str, prep: Preprocessing, *, batch_size: int, workers: int,
                      device: torch.device, channels_last: bool = False):
     """The val loader of the data factory (resize by crop_pct, centre crop, normalise on the device)."""
+    from image_classification.data.config import DataConfig
     from image_classification.data.loader import build_data
-    from image_classification.training.config import TrainingConfig
 
     if batch_size < 1:
         raise UserError(f"the batch size must be at least 1, got {batch_size}")
     if workers < 0:
         raise UserError(f"the number of workers must not be negative, got {workers}")
-    cfg = TrainingConfig(
-        data=str(root), val_split=split, batch_size=batch_size, workers=workers, interpolation=prep.interpolation,
-        val_interpolation=prep.interpolation, memory_format="nhwc" if channels_last else "nchw",
-    )
-    bundle = build_data(cfg, image_size=prep.image_size, val_image_size=prep.image_size, crop_pct=prep.crop_pct,
-                        mean=prep.mean, std=prep.std, device=device, need_train=False)
+    data = DataConfig(data=str(root), val_split=split, batch_size=batch_size, workers=workers,
+                      interpolation=prep.interpolation, val_interpolation=prep.interpolation)
+    bundle = build_data(data, image_size=prep.image_size, val_image_size=prep.image_size, crop_pct=prep.crop_pct,
+                        mean=prep.mean, std=prep.std, device=device, memory_format="nhwc" if channels_last else "nchw",
+                        need_train=False)
     return bundle.val, bundle.num_classes
 
 

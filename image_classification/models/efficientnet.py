@@ -11,10 +11,11 @@ import torch.nn as nn
 from common.cli_errors import UserError
 
 from .layers import (
+    SENames,
+    SqueezeExcitation,
     StochasticDepthResidual,
     conv_bn_act,
     init_conv_weights,
-    make_activation,
     make_divisible,
     round_repeats,
 )
@@ -33,6 +34,7 @@ B0_STAGES = (
 STEM_CHANNELS = 32
 FEATURE_CHANNELS = 1280
 SE_RATIO = 0.25
+SE_NAMES = SENames(reduce="squeeze", activation="activation", expand="expand", gate=None)
 
 
 @dataclass(frozen=True)
@@ -67,27 +69,6 @@ WEIGHTS_URLS = {
 }
 
 
-class SqueezeExcitation(nn.Module):
-    """SE with upstream's names (squeeze, expand): Linear layers, or 1x1 convs for the TensorRT-friendly variant."""
-
-    def __init__(self, channels: int, squeeze_channels: int, activation: str, use_conv: bool = False):
-        super().__init__()
-        layer = (lambda i, o: nn.Conv2d(i, o, 1, bias=True)) if use_conv else nn.Linear
-        self.use_conv = use_conv
-        self.squeeze = layer(channels, squeeze_channels)
-        self.activation = make_activation(activation)
-        self.expand = layer(squeeze_channels, channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = x.mean((2, 3), keepdim=self.use_conv)
-        s = torch.sigmoid(self.expand(self.activation(self.squeeze(s))))
-        return self.scale(x, s if self.use_conv else s[:, :, None, None])
-
-    def scale(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        # Its own method so that INT8 quantization can put quantizers on both inputs of the multiply.
-        return x * gate
-
-
 class MBConvBlock(nn.Module):
     def __init__(
         self,
@@ -111,7 +92,7 @@ class MBConvBlock(nn.Module):
         self.expand = None if expansion == 1 else conv_bn_act(in_channels, hidden, 1, act=activation, **norm)
         self.depsep = conv_bn_act(hidden, hidden, kernel_size, stride, groups=hidden, act=activation, **norm)
         squeeze = max(1, int((hidden if wide_se else in_channels) * SE_RATIO))
-        self.se = SqueezeExcitation(hidden, squeeze, activation, use_conv=conv_se)
+        self.se = SqueezeExcitation(hidden, squeeze, activation, names=SE_NAMES, use_conv=conv_se)
         self.proj = conv_bn_act(hidden, out_channels, 1, act=None, **norm)
         self.residual_add = StochasticDepthResidual(survival_prob) if self.residual else None
 

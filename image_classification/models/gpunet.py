@@ -31,7 +31,7 @@ from common.cli_errors import UserError
 
 from .gpunet_archs import ARCHS
 from .gpunet_config import GPUNetArch, LayerSpec, NetSpec, load_upstream_config
-from .layers import StochasticDepthResidual, make_divisible
+from .layers import ConvBnPairs, SENames, SqueezeExcitation, StochasticDepthResidual, make_activation, make_divisible
 from .registry import ModelInfo, register_model
 
 PLAIN_BN_EPS = 1e-3
@@ -40,17 +40,10 @@ DEFAULT_DROPOUT = 0.2
 # Upstream's plain builder ramps drop-path linearly to 0.2 over the JSON list; its distill blocks never drop.
 DEFAULT_DROP_PATH = {False: 0.2, True: 0.0}
 SE_RATIO = 0.25
+SE_NAMES = SENames(reduce="conv_reduce", activation="act1", expand="conv_expand", gate="gate")
 DISTILL_HEAD_WIDTH = 1152  # EpilogueD's fixed 1x1 conv width before pooling
 
 NGC_URL = "https://api.ngc.nvidia.com/v2/models/nvidia/dle/{}_pyt_ckpt/versions/21.12.0_amp/zip"
-
-
-def _act(name: str) -> nn.Module:
-    if name == "swish":
-        return nn.SiLU(inplace=True)
-    if name == "relu":
-        return nn.ReLU(inplace=True)
-    raise ValueError(f"unknown GPUNet activation {name!r}")
 
 
 def _is_number(value) -> bool:
@@ -75,28 +68,16 @@ def tf_same_padding_quirk(kernel_size: int, stride: int) -> int:
 
 
 class Renamed(nn.Module):
-    """Base for blocks whose children map onto upstream's names; `upstream_names` holds the non-identical ones."""
+    """Base for blocks whose children map onto upstream's names; `upstream_names` holds the non-identical ones.
+    Each block also declares its `conv_bn_pairs` (see layers.declared_conv_bn_pairs)."""
 
     upstream_names: ClassVar[dict[str, str]] = {}
+    conv_bn_pairs: ClassVar[ConvBnPairs] = ()
 
 
-class SqueezeExcite(nn.Module):
-    """Spatial mean, 1x1 conv (bias) to the reduced width, block activation, 1x1 conv (bias) back, sigmoid gate."""
-
-    def __init__(self, channels: int, reduced: int, act: str):
-        super().__init__()
-        self.conv_reduce = nn.Conv2d(channels, reduced, 1, bias=True)
-        self.act1 = _act(act)
-        self.conv_expand = nn.Conv2d(reduced, channels, 1, bias=True)
-        self.gate = nn.Sigmoid()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.conv_expand(self.act1(self.conv_reduce(x.mean((2, 3), keepdim=True))))
-        return self.scale(x, self.gate(s))
-
-    def scale(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
-        # Its own method so that INT8 quantization can put quantizers on both inputs of the multiply.
-        return x * gate
+def _squeeze_excitation(hidden: int, se_channels: int, act: str) -> SqueezeExcitation | None:
+    """A block's SE under upstream's timm-style names, activation in place; None for a block without one."""
+    return SqueezeExcitation(hidden, se_channels, act, names=SE_NAMES, inplace=True) if se_channels else None
 
 
 def se_width(hidden: int, expansion: float) -> int:
@@ -116,12 +97,13 @@ class Stem(Renamed):
     """3x3 stride-2 conv, BN, activation (upstream Prologue, or PrologueD with ReLU and eps 1e-5)."""
 
     upstream_names = {"conv": "net.0", "bn": "net.1"}
+    conv_bn_pairs = (("conv", "bn"),)
 
     def __init__(self, in_ch: int, out_ch: int, act: str, bn_eps: float):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1, bias=False)
         self.bn = _bn(out_ch, bn_eps)
-        self.act = _act(act)
+        self.act = make_activation(act, inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.act(self.bn(self.conv(x)))
@@ -132,18 +114,19 @@ class LargeStem(Renamed):
 
     upstream_names = {"conv1": "net.0", "bn1": "net.1", "conv2": "net.3", "bn2": "net.4", "conv3": "net.6",
                       "bn3": "net.7"}
+    conv_bn_pairs = (("conv1", "bn1"), ("conv2", "bn2"), ("conv3", "bn3"))
 
     def __init__(self, in_ch: int, out_ch: int, bn_eps: float = DISTILL_BN_EPS):
         super().__init__()
         self.conv1 = nn.Conv2d(in_ch, out_ch, 3, stride=2, padding=1, bias=False)
         self.bn1 = _bn(out_ch, bn_eps)
-        self.act1 = _act("relu")
+        self.act1 = make_activation("relu", inplace=True)
         self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
         self.bn2 = _bn(out_ch, bn_eps)
-        self.act2 = _act("relu")
+        self.act2 = make_activation("relu", inplace=True)
         self.conv3 = nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=False)
         self.bn3 = _bn(out_ch, bn_eps)
-        self.act3 = _act("relu")
+        self.act3 = make_activation("relu", inplace=True)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.act1(self.bn1(self.conv1(x)))
@@ -155,12 +138,13 @@ class Head(Renamed):
     """1x1 conv, BN, ReLU (always, as upstream's Epilogue), global pool, dropout, fc."""
 
     upstream_names = {"conv": "net.0", "bn": "net.1", "fc": "net.6"}
+    conv_bn_pairs = (("conv", "bn"),)
 
     def __init__(self, in_ch: int, features: int, num_classes: int, dropout: float, bn_eps: float = PLAIN_BN_EPS):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, features, 1, bias=False)
         self.bn = _bn(features, bn_eps)
-        self.act = _act("relu")
+        self.act = make_activation("relu", inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(dropout)
@@ -179,15 +163,16 @@ class DistillHead(Renamed):
     fc."""
 
     upstream_names = {"conv": "net.0", "bn": "net.1", "conv_proj": "net.4", "fc": "net.8"}
+    conv_bn_pairs = (("conv", "bn"),)  # conv_proj has no BatchNorm
 
     def __init__(self, in_ch: int, features: int, num_classes: int, dropout: float, bn_eps: float = DISTILL_BN_EPS):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, DISTILL_HEAD_WIDTH, 1, bias=False)
         self.bn = _bn(DISTILL_HEAD_WIDTH, bn_eps)
-        self.act = _act("relu")
+        self.act = make_activation("relu", inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.conv_proj = nn.Conv2d(DISTILL_HEAD_WIDTH, features, 1, bias=False)
-        self.act_proj = _act("relu")
+        self.act_proj = make_activation("relu", inplace=True)
         self.flatten = nn.Flatten()
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(features, num_classes)
@@ -207,11 +192,13 @@ class DistillHead(Renamed):
 class ConvBnAct(Renamed):
     """k x k conv, BN, activation; no residual (upstream's builder never enables its skip)."""
 
+    conv_bn_pairs = (("conv", "bn1"),)
+
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int, stride: int, act: str, bn_eps: float = PLAIN_BN_EPS):
         super().__init__()
         self.conv = nn.Conv2d(in_ch, out_ch, kernel_size, stride, symmetric_padding(kernel_size, stride), bias=False)
         self.bn1 = _bn(out_ch, bn_eps)
-        self.act1 = _act(act)
+        self.act1 = make_activation(act, inplace=True)
         self.residual_add = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -225,6 +212,8 @@ class InvertedResidual(Renamed):
     Plain family (upstream InvertedResidual): hidden = make_divisible(in * expansion), symmetric padding, BN eps 1e-3,
     block activation, optional SE. Distill family: see `DistillInvertedResidual`.
     """
+
+    conv_bn_pairs = (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3"))
 
     def __init__(
         self,
@@ -243,12 +232,12 @@ class InvertedResidual(Renamed):
         super().__init__()
         self.conv_pw = nn.Conv2d(in_ch, hidden, 1, groups=groups, bias=False)
         self.bn1 = _bn(hidden, bn_eps)
-        self.act1 = _act(act)
+        self.act1 = make_activation(act, inplace=True)
         self.conv_dw = nn.Conv2d(hidden, hidden, kernel_size, stride, symmetric_padding(kernel_size, stride),
                                  groups=hidden, bias=False)
         self.bn2 = _bn(hidden, bn_eps)
-        self.act2 = _act(act)
-        self.se = SqueezeExcite(hidden, se_channels, act) if se_channels else None
+        self.act2 = make_activation(act, inplace=True)
+        self.se = _squeeze_excitation(hidden, se_channels, act)
         self.conv_pwl = nn.Conv2d(hidden, out_ch, 1, groups=groups, bias=False)
         self.bn3 = _bn(out_ch, bn_eps)
         self.residual_add = _residual(stride == 1 and in_ch == out_ch, drop_path_rate)
@@ -282,6 +271,8 @@ class EdgeResidual(Renamed):
     (VALID at stride 2), BN eps 1e-3. Distill family: see `DistillFusedIRB`.
     """
 
+    conv_bn_pairs = (("conv_exp", "bn1"), ("conv_pwl", "bn2"))
+
     def __init__(
         self,
         in_ch: int,
@@ -299,8 +290,8 @@ class EdgeResidual(Renamed):
         super().__init__()
         self.conv_exp = nn.Conv2d(in_ch, hidden, kernel_size, stride, padding, bias=False)
         self.bn1 = _bn(hidden, bn_eps)
-        self.act1 = _act(act)
-        self.se = SqueezeExcite(hidden, se_channels, act) if se_channels else None
+        self.act1 = make_activation(act, inplace=True)
+        self.se = _squeeze_excitation(hidden, se_channels, act)
         self.conv_pwl = nn.Conv2d(hidden, out_ch, 1, bias=False)
         self.bn2 = _bn(out_ch, bn_eps)
         self.residual_add = _residual(stride == 1 and in_ch == out_ch, drop_path_rate)

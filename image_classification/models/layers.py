@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from typing import ClassVar, NamedTuple
 
 import torch
 import torch.nn as nn
@@ -18,11 +19,15 @@ class OnnxSiLU(nn.Module):
 ACTIVATIONS = {"silu": nn.SiLU, "swish": nn.SiLU, "relu": nn.ReLU, "onnx-silu": OnnxSiLU}
 
 
-def make_activation(name: str) -> nn.Module:
+def make_activation(name: str, *, inplace: bool = False) -> nn.Module:
+    """The activation module for `name`, for both families. GPUNet's run in place, as upstream's do (a block's
+    activation overwrites the BatchNorm output, which nothing else reads); the spelled-out onnx-silu has no in-place
+    form and always returns a new tensor."""
     try:
-        return ACTIVATIONS[name]()
+        cls = ACTIVATIONS[name]
     except KeyError:
         raise ValueError(f"unknown activation {name!r}; choose from {sorted(ACTIVATIONS)}") from None
+    return cls() if cls is OnnxSiLU else cls(inplace=inplace)
 
 
 def make_divisible(value: float, divisor: int = 8) -> int:
@@ -31,6 +36,25 @@ def make_divisible(value: float, divisor: int = 8) -> int:
     if rounded < 0.9 * value:
         rounded += divisor
     return int(rounded)
+
+
+# (conv, bn) child names: each conv's output feeds that bn and nothing else, so the bn can be folded into the conv.
+ConvBnPairs = tuple[tuple[str, str], ...]
+
+
+def declared_conv_bn_pairs(module: nn.Module) -> ConvBnPairs:
+    """The (conv, bn) child-name pairs `module`'s class declares in `conv_bn_pairs` (empty if it declares none).
+
+    Every block of the families declares its own, so code that rewrites blocks (inference.fast's BatchNorm folding
+    of models torch.fx cannot trace) reads them here instead of knowing each family's classes.
+    """
+    return getattr(type(module), "conv_bn_pairs", ())
+
+
+class ConvBnActSequential(nn.Sequential):
+    """conv (no bias) -> bn -> [activation] under upstream ConvNets' child names (conv, bn, activation)."""
+
+    conv_bn_pairs: ClassVar[ConvBnPairs] = (("conv", "bn"),)
 
 
 def conv_bn_act(
@@ -43,8 +67,8 @@ def conv_bn_act(
     bn_momentum: float = 0.01,
     bn_epsilon: float = 1e-3,
     padding: int | None = None,
-) -> nn.Sequential:
-    """conv (no bias) -> bn -> [activation], with upstream's submodule names (conv, bn, activation)."""
+) -> ConvBnActSequential:
+    """conv (no bias) -> bn -> [activation]; padding defaults to (kernel_size - 1) // 2."""
     if padding is None:
         padding = (kernel_size - 1) // 2
     parts = OrderedDict(
@@ -53,7 +77,50 @@ def conv_bn_act(
     )
     if act is not None:
         parts["activation"] = make_activation(act)
-    return nn.Sequential(parts)
+    return ConvBnActSequential(parts)
+
+
+class SENames(NamedTuple):
+    """The child names of a squeeze-excitation: they are its state_dict keys, so each family keeps its upstream's."""
+
+    reduce: str
+    activation: str
+    expand: str
+    gate: str | None  # None: the sigmoid is a function call, not a child module
+
+
+class SqueezeExcitation(nn.Module):
+    """Squeeze-excitation for both families: spatial mean, reduce to `squeeze_channels`, activation, expand back,
+    sigmoid gate, then x * gate.
+
+    What differs between the families is a parameter: `names` (EfficientNet: squeeze/activation/expand with a
+    functional sigmoid; GPUNet: conv_reduce/act1/conv_expand and an nn.Sigmoid `gate`), `use_conv` (1x1 convs, or
+    Linear layers on the pooled vector as upstream ConvNets' default SE) and `inplace` for the activation. The
+    squeeze width is the caller's: each family rounds it its own way.
+    """
+
+    def __init__(self, channels: int, squeeze_channels: int, activation: str, *, names: SENames,
+                 use_conv: bool = True, inplace: bool = False):
+        super().__init__()
+        layer = (lambda i, o: nn.Conv2d(i, o, 1, bias=True)) if use_conv else nn.Linear
+        self.use_conv = use_conv
+        self.names = names
+        self.add_module(names.reduce, layer(channels, squeeze_channels))
+        self.add_module(names.activation, make_activation(activation, inplace=inplace))
+        self.add_module(names.expand, layer(squeeze_channels, channels))
+        if names.gate is not None:
+            self.add_module(names.gate, nn.Sigmoid())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=self.use_conv)
+        for name in (self.names.reduce, self.names.activation, self.names.expand):
+            s = getattr(self, name)(s)
+        gate = torch.sigmoid(s) if self.names.gate is None else getattr(self, self.names.gate)(s)
+        return self.scale(x, gate if self.use_conv else gate[:, :, None, None])
+
+    def scale(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        # Its own method so that INT8 quantization can put quantizers on both inputs of the multiply.
+        return x * gate
 
 
 class StochasticDepthResidual(nn.Module):

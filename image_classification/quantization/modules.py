@@ -13,13 +13,11 @@ from __future__ import annotations
 import torch
 from modelopt.torch.quantization.nn import TensorQuantizer
 
-from image_classification.models.efficientnet import SqueezeExcitation
-from image_classification.models.gpunet import SqueezeExcite
-from image_classification.models.layers import StochasticDepthResidual
+from image_classification.models.layers import SqueezeExcitation, StochasticDepthResidual
 
 
-class _QuantizedScale:
-    """Both inputs of `x * gate` quantized (the SE modules route their multiply through `scale`)."""
+class QuantSE(SqueezeExcitation):
+    """Both inputs of `x * gate` quantized (the SE routes its multiply through `scale`), in either family."""
 
     def _setup(self):
         self.mul_a_quantizer = TensorQuantizer()
@@ -27,14 +25,6 @@ class _QuantizedScale:
 
     def scale(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
         return self.mul_a_quantizer(x) * self.mul_b_quantizer(gate)
-
-
-class QuantEfficientNetSE(_QuantizedScale, SqueezeExcitation):
-    pass
-
-
-class QuantGPUNetSE(_QuantizedScale, SqueezeExcite):
-    pass
 
 
 class QuantResidual(StochasticDepthResidual):
@@ -48,9 +38,9 @@ class QuantResidual(StochasticDepthResidual):
         return super().forward(self.residual_quantizer(residual), branch)
 
 
+# The shared blocks of models/layers.py, so every family that uses them is covered.
 QUANTIZED_MODULES = (
-    (SqueezeExcitation, QuantEfficientNetSE),
-    (SqueezeExcite, QuantGPUNetSE),
+    (SqueezeExcitation, QuantSE),
     (StochasticDepthResidual, QuantResidual),
 )
 

@@ -100,12 +100,12 @@ def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
     import torch  # here, not at the top: quant_main.py --help builds its parser from this module without torch
 
     from common.atomic_files import atomic_save
-    from image_classification.data.loader import build_data
     from image_classification.inference.evaluate import evaluate
     from image_classification.models import create_model, get_model_info
     from image_classification.models.checkpoint import QUANTIZATION_KEY
     from image_classification.runtime import distributed as D
     from image_classification.training.checkpointing import FORMAT
+    from image_classification.training.run_data import build_run_data
 
     from .calibrate import calibrate, calibration_loader
     from .state import make_record
@@ -128,7 +128,7 @@ def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
     num_classes = cfg.num_classes or (len(class_names) if class_names else 1000)
     val = None
     if not cfg.training_only:
-        data = build_data(cfg, image_size=image_size, val_image_size=image_size, crop_pct=crop_pct, mean=mean,
+        data = build_run_data(cfg, image_size=image_size, val_image_size=image_size, crop_pct=crop_pct, mean=mean,
                           std=std, device=device, rank=dist.rank, world_size=dist.world_size, need_train=False)
         if class_names is not None and data.class_names != class_names:
             raise UserError(f"train/ and val/ class folders of {cfg.data} differ: calibration and validation must "

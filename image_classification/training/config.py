@@ -1,4 +1,4 @@
-"""The one config object every CLI dialect (ConvNets' main.py flags, timm's train.py flags) fills."""
+"""The one config object every CLI dialect (ConvNets' main.py flags, timm's train.py flags) fills, in sections."""
 from __future__ import annotations
 
 import dataclasses
@@ -9,24 +9,24 @@ from pathlib import Path
 from typing import Any
 
 from common.cli_errors import UserError
+from image_classification.data.config import DataConfig, flag_for
 
 OPTIMIZERS = ("sgd", "rmsprop", "rmsproptf", "adamw", "lamb")
 LR_SCHEDULES = ("step", "linear", "cosine")
 PRECISIONS = ("fp32", "tf32", "fp16", "bf16")
 STREAM_PRIORITIES = ("high", "normal")
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 SIGUSR1_ACTIONS = ("stop", "checkpoint")
 TIMM_LATEST = "last.pth.tar"  # timm's name for the latest checkpoint (ConvNets: --checkpoint-filename)
 
-# Messages name the flag the user typed. A config value's flag is "--" and its name with dashes (model_kwargs: the
-# keyword's name), except where a dialect spells it otherwise or has no flag for it (then: words for the value).
-# These are ConvNets' (main.py's) exceptions, the default; gpunet/train.py gives timm's through
-# TrainingConfig.flag_names.
-CONVNETS_FLAGS = {
-    "num_classes": "--num_classes", "random_erasing": "--reprob", "random_erasing_mode": "--remode",
-    "compile_options": "--compile-option", "workers": "-j/--workers", "print_freq": "-p/--print-freq",
-    "dropout": "--dropout", "survival_prob": "--survival_prob", "bn_momentum": "--bn_momentum",
-    "drop_path_rate": "--drop_path_rate", "val_batch_size": "the validation batch size",
-    "crop_ratio": "the crop aspect ratio range", "checkpoint_hist": "the number of kept checkpoints",
+# Messages name the flag the user typed: each CLI dialect gives its spelling of the settings' flags
+# (TrainingConfig.flag_names: cli/convnets.CONVNETS_FLAGS, gpunet/train.TIMM_FLAGS), where it is not "--" and the
+# setting's name with dashes (a model keyword's too), or words where the dialect has no flag for it. A config built
+# without a dialect spells the model's settings as every upstream tool does (main.py, classify.py, model2onnx.py).
+MODEL_FLAGS = {
+    "num_classes": "--num_classes", "dropout": "--dropout", "survival_prob": "--survival_prob",
+    "bn_momentum": "--bn_momentum", "bn_epsilon": "--bn_epsilon", "conv_init": "--conv_init",
+    "drop_path_rate": "--drop_path_rate", "model_config": "--model_config",
 }
 
 # Model keywords the CLIs set, and the range each must fall in: (low, high, low included, high included).
@@ -47,8 +47,7 @@ def total_memory_bytes() -> int | None:
 
 
 @dataclass
-class TrainingConfig:
-    # model
+class ModelConfig:
     arch: str = "efficientnet-b0"
     num_classes: int | None = None  # None: from the training folder (1000 for synthetic data)
     model_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -56,49 +55,15 @@ class TrainingConfig:
     pretrained: bool = False
     pretrained_weights: str = "auto"  # auto | ema | raw
     fresh_classifier: bool = False
+    sync_bn: bool = False  # SyncBatchNorm under DDP: the model's BN layers share their batch statistics
 
-    # data
-    data: str | None = None
-    data_backend: str = "pytorch"
-    image_size: int | None = None  # None: the model's default resolution
-    val_image_size: int | None = None
-    crop_pct: float | None = None  # None: the model's metadata
-    interpolation: str = "bilinear"
-    val_interpolation: str | None = None  # None: same as training
-    augmentation: str | None = None
-    crop_scale: tuple[float, float] = (0.08, 1.0)
-    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    hflip: float = 0.5
-    vflip: float = 0.0
-    no_aug: bool = False  # train with the val transform (timm's --no-aug)
-    train_split: str = "train"
-    val_split: str = "val"
-    mean: tuple[float, float, float] | None = None  # None: the model's
-    std: tuple[float, float, float] | None = None
-    val_batch_size: int | None = None
-    color_jitter: float = 0.0
-    random_erasing: float = 0.0
-    random_erasing_mode: str = "const"
-    random_erasing_count: int = 1
-    workers: int = 5
-    prefetch: int = 2
-    skip_bad_images: bool = False
-    synthetic_steps: int = 100
 
-    # optimisation
-    epochs: int = 90
-    run_epochs: int = -1
-    batch_size: int = 256
+@dataclass
+class OptimConfig:
+    """What each step minimises and how: the optimizer, the loss and its regularisers, the EMA, distillation."""
     optimizer_batch_size: int = -1
     optimizer: str = "sgd"
     lr: float = 0.1
-    lr_schedule: str = "step"
-    lr_steps: tuple[float, ...] = (30, 60, 80)
-    lr_decay_rate: float = 0.1
-    lr_decay_epochs: float | None = None  # step schedule: decay every N epochs (timm) instead of at lr_steps
-    end_lr: float = 0.0
-    warmup: float = 0.0
-    warmup_lr: float = 0.0
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 1e-4
@@ -115,9 +80,6 @@ class TrainingConfig:
     mixup_switch_prob: float = 0.5
     mixup_mode: str = "batch"
     mixup_off_epoch: int = 0  # from this epoch on, no mixing (0: never off)
-    lr_schedule_epochs: float | None = None  # length of the decay (None: --epochs); later epochs stay at the end
-    resume_optimizer: bool = True
-    sync_bn: bool = False
     use_ema: float | None = None
     # knowledge distillation
     teacher: str | None = None
@@ -126,9 +88,28 @@ class TrainingConfig:
     kd_temperature: float = 1.0
     kd_weight: float = 1.0
     test_teacher: bool = False
+
+
+@dataclass
+class ScheduleConfig:
+    """How long the run is and how the learning rate moves through it."""
+    epochs: int = 90
+    run_epochs: int = -1
+    lr_schedule: str = "step"
+    lr_steps: tuple[float, ...] = (30, 60, 80)
+    lr_decay_rate: float = 0.1
+    lr_decay_epochs: float | None = None  # step schedule: decay every N epochs (timm) instead of at lr_steps
+    end_lr: float = 0.0
+    warmup: float = 0.0
+    warmup_lr: float = 0.0
+    lr_schedule_epochs: float | None = None  # length of the decay (None: --epochs); later epochs stay at the end
     early_stopping_patience: int = -1
 
-    # numerics and speed
+
+@dataclass
+class RunConfig:
+    """How the run executes: numerics and speed, what it does (train, evaluate, resume), and how it meets
+    signals, a used workspace and failures."""
     precision: str = "fp32"
     static_loss_scale: float = 128.0
     memory_format: str = "nchw"
@@ -146,23 +127,31 @@ class TrainingConfig:
     # --evaluate on a GPU runs the inference fast path (BN folded, channels_last, compiled, CUDA graph) unless off.
     fast_inference: bool = True
     inference_compile: bool = True
-
-    # run control and outputs
     seed: int | None = None
-    print_freq: int = 10
     prof: int = -1
     evaluate: bool = False
     training_only: bool = False
+    resume: str | None = None
+    resume_optimizer: bool = True
+    gpu_affinity: str = "none"
+    sigusr1: str = "stop"  # SIGUSR1, SLURM's early warning: stop (save and exit, like SIGTERM) | checkpoint (go on)
+    overwrite: bool = False  # start afresh in a workspace that holds a checkpoint (its files are replaced)
+    max_nonfinite_steps: int = 20  # consecutive steps with a non-finite loss that end the run as diverged
+    dist_timeout: float = 600.0  # seconds a collective waits for the other ranks before the run fails
+
+
+@dataclass
+class OutputConfig:
+    """What the run writes: log lines, checkpoints, the report."""
+    print_freq: int = 10
     save_checkpoints: bool = True
     checkpoint_filename: str = "checkpoint.pth.tar"
     gather_checkpoints: int = 0
-    resume: str | None = None
     workspace: str = "./"
     raport_file: str = "experiment_raport.json"
     tensorboard: str | None = None
     progress: bool = True
     topk: int = 5
-    gpu_affinity: str = "none"
     # "convnets": checkpoint_XXXX/checkpoint.pth.tar/model_best.pth.tar as upstream ConvNets writes them;
     # "timm": last.pth.tar, model_best.pth.tar, checkpoint-<epoch>.pth.tar (best --checkpoint-hist by metric),
     # summary.csv and args.yaml, as GPUNet's timm-based train.py writes them.
@@ -170,18 +159,47 @@ class TrainingConfig:
     checkpoint_hist: int = 10
     best_from_ema: bool = False  # timm's habit: with EMA on, EMA accuracy picks the best checkpoint
     cli_args: dict[str, Any] | None = None  # the command line as parsed, written to args.yaml (timm style)
-    # How the CLI dialect in use spells each flag (see CONVNETS_FLAGS); not a setting, so not in to_dict().
-    flag_names: dict[str, str] = field(default_factory=lambda: dict(CONVNETS_FLAGS), compare=False, repr=False)
+
+
+@dataclass
+class Sections:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+SECTION_NAMES = tuple(f.name for f in dataclasses.fields(Sections))
+# Each setting's section, by the flat name that checkpoints, reports, presets and the CLIs know it by.
+SECTION_OF = {setting.name: section.name for section in dataclasses.fields(Sections)
+              for setting in dataclasses.fields(section.default_factory)}
+
+
+@dataclass(init=False)
+class TrainingConfig:
+    """The run's settings in sections (model, data, optim, schedule, run, output). Every setting keeps its flat
+    name: TrainingConfig(lr=0.1), cfg.lr and to_dict() speak it, as the CLIs, the presets, the saved checkpoints and
+    the reports always have; a part that needs one section takes it (build_data takes sections.data)."""
+    sections: Sections
+    # How the CLI dialect in use spells each flag (see MODEL_FLAGS); not a setting, so not in to_dict().
+    flag_names: dict[str, str] = field(compare=False, repr=False)
+
+    def __init__(self, sections: Sections | None = None, flag_names: dict[str, str] | None = None, **values: Any):
+        unknown = sorted(set(values) - set(SECTION_OF))
+        if unknown:
+            raise TypeError(f"TrainingConfig got unexpected keyword argument(s): {', '.join(unknown)}")
+        base = sections or Sections()
+        # Each section is a copy, so a config made from another's sections (dataclasses.replace) never shares them.
+        self.sections = Sections(**{
+            name: dataclasses.replace(getattr(base, name), **{k: v for k, v in values.items() if SECTION_OF[k] == name})
+            for name in SECTION_NAMES})
+        self.flag_names = dict(MODEL_FLAGS) if flag_names is None else flag_names
 
     def flag(self, name: str) -> str:
         """The flag that sets config value (or model keyword) `name`, spelled as the user's dialect spells it."""
-        return self.flag_names.get(name, f"--{name.replace('_', '-')}")
-
-    # reliability: signals, workspace, failures
-    sigusr1: str = "stop"  # SIGUSR1, SLURM's early warning: stop (save and exit, like SIGTERM) | checkpoint (go on)
-    overwrite: bool = False  # start afresh in a workspace that holds a checkpoint (its files are replaced)
-    max_nonfinite_steps: int = 20  # consecutive steps with a non-finite loss that end the run as diverged
-    dist_timeout: float = 600.0  # seconds a collective waits for the other ranks before the run fails
+        return self.flag_names[name] if name in self.flag_names else flag_for(name)
 
     def validate(self) -> TrainingConfig:
         """Check values no parser can check; one clear line per problem, naming the flag as the user spelled it."""
@@ -195,7 +213,7 @@ class TrainingConfig:
         need(self.lr_schedule in LR_SCHEDULES,
              f"{flag('lr_schedule')} must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
-        need(self.compile_mode in ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"),
+        need(self.compile_mode in COMPILE_MODES,
              f"{flag('compile_mode')} must be default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs, "
              f"got {self.compile_mode!r}")
         if self.compile_options:
@@ -213,6 +231,8 @@ class TrainingConfig:
         need(self.epochs >= 1 or self.evaluate, f"{flag('epochs')} must be at least 1, got {self.epochs}")
         need(math.isfinite(self.lr) and self.lr >= 0, f"{flag('lr')} must be a finite number >= 0, got {self.lr}")
         need(0.0 <= self.momentum < 1.0, f"{flag('momentum')} must be in [0, 1), got {self.momentum}")
+        need(self.clip_grad is None or (math.isfinite(self.clip_grad) and self.clip_grad >= 0),
+             f"{flag('clip_grad')} takes a gradient norm >= 0 (0: no clipping), got {self.clip_grad}")
         need(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
              f"{flag('weight_decay')} must be a finite number >= 0, got {self.weight_decay}")
         need(self.run_epochs == -1 or self.run_epochs >= 1,
@@ -316,11 +336,26 @@ class TrainingConfig:
             need(above and below, f"{self.flag(name)} must be in {interval}, got {value}")
 
     def to_dict(self) -> dict[str, Any]:
-        values = dataclasses.asdict(self)
-        del values["flag_names"]
-        return values
+        """The settings by their flat names, as checkpoints ("config") and reports record them."""
+        return {name: value for section in SECTION_NAMES
+                for name, value in dataclasses.asdict(getattr(self.sections, section)).items()}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainingConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
+        return cls(**{k: v for k, v in values.items() if k in SECTION_OF})
+
+
+def _flat_setting(section: str, name: str) -> property:
+    def read(self):
+        return getattr(getattr(self.sections, section), name)
+
+    def write(self, value):
+        setattr(getattr(self.sections, section), name, value)
+
+    return property(read, write, doc=f"sections.{section}.{name}")
+
+
+for _name, _section in SECTION_OF.items():
+    if hasattr(TrainingConfig, _name):
+        raise TypeError(f"setting {_name!r} would hide TrainingConfig.{_name}: rename the setting")
+    setattr(TrainingConfig, _name, _flat_setting(_section, _name))

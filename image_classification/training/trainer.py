@@ -26,7 +26,7 @@ from common.training_log import (
     TrainingLogger,
 )
 from common.workspace_lock import WorkspaceLock
-from image_classification.data.loader import build_data
+from image_classification.data.batch_augmentations import build_batch_augmentations
 from image_classification.inference.evaluate import evaluate
 from image_classification.models import create_model, get_model_info
 from image_classification.models.checkpoint import (
@@ -42,9 +42,10 @@ from .config import TrainingConfig
 from .distill import Resized, build_teacher
 from .divergence import DivergenceWatch, TrainingDiverged, weights_are_finite
 from .ema import ModelEma
-from .losses import build_mixup, build_train_loss
+from .losses import build_train_loss
 from .metric_window import MetricWindow
 from .run_control import StopSignals, agree
+from .run_data import build_run_data
 from .schedule import LRSchedule
 from .step import TrainingStep
 
@@ -129,7 +130,7 @@ class Trainer:
         self.teacher_size = (cfg.teacher_img_size or self.image_size) if distilling else self.image_size
         # One loader at the larger of the two resolutions; each network gets the batch resized on the device.
         self.loader_size = max(self.image_size, self.teacher_size)
-        self.data = build_data(
+        self.data = build_run_data(
             cfg, image_size=self.loader_size, val_image_size=self.val_image_size, crop_pct=self.crop_pct,
             mean=self.mean, std=self.std, device=self.device, rank=self.dist.rank,
             world_size=self.dist.world_size, need_train=not cfg.evaluate, need_val=not cfg.training_only,
@@ -147,6 +148,7 @@ class Trainer:
         self.accum = 1
         self.step: TrainingStep | None = None
         self.teacher = None
+        self.batch_augmentations = []
         if distilling:
             # Never wrapped in DDP: it is not trained, so there is nothing to synchronise.
             self.teacher = build_teacher(cfg.teacher, cfg.teacher_checkpoint, self.num_classes,
@@ -162,19 +164,14 @@ class Trainer:
                 self.epoch_samples = cfg.prof * self.global_batch
             self.accum = self._accumulation_steps()
             self.schedule = LRSchedule(cfg)
-            self.mixup = build_mixup(cfg, self.num_classes)
+            self.batch_augmentations = build_batch_augmentations(cfg, self.num_classes, self.device)
+            soft_targets = any(op.soft_targets for op in self.batch_augmentations)
             self.step = TrainingStep(self.model, cfg, self.dist, accum=self.accum,
-                                     train_loss=build_train_loss(cfg, self.mixup), teacher=self.teacher,
+                                     train_loss=build_train_loss(cfg, soft_targets), teacher=self.teacher,
                                      image_size=self.image_size, teacher_size=self.teacher_size)
             self.model = self.step.model  # SyncBatchNorm, when asked, replaced its BatchNorm layers
         # After the step's DDP wrapper broadcast rank 0's weights, so every rank averages the same weights.
         self.ema = ModelEma(self.model, cfg.use_ema) if cfg.use_ema else None
-        self.random_erasing = None
-        if cfg.random_erasing > 0 and not cfg.evaluate:
-            from timm.data.random_erasing import RandomErasing
-
-            self.random_erasing = RandomErasing(cfg.random_erasing, mode=cfg.random_erasing_mode,
-                                                max_count=cfg.random_erasing_count, device=str(self.device))
         self.checkpoints = CheckpointWriter.for_config(cfg, self.dist.is_main)
 
         self.divergence = DivergenceWatch(self.device, cfg.max_nonfinite_steps)
@@ -256,8 +253,8 @@ class Trainer:
         per_step = cfg.batch_size * self.dist.world_size
         if cfg.optimizer_batch_size % per_step:
             raise UserError(
-                f"--optimizer-batch-size {cfg.optimizer_batch_size} is not a multiple of batch size x processes "
-                f"({cfg.batch_size} x {self.dist.world_size} = {per_step})"
+                f"{cfg.flag('optimizer_batch_size')} {cfg.optimizer_batch_size} is not a multiple of batch size x "
+                f"processes ({cfg.batch_size} x {self.dist.world_size} = {per_step})"
             )
         return cfg.optimizer_batch_size // per_step
 
@@ -317,10 +314,11 @@ class Trainer:
         ckpt = read_checkpoint(path)
         if "state_dict" not in ckpt or "epoch" not in ckpt:
             raise UserError(f"{path} is not a training checkpoint (no 'state_dict'/'epoch'); "
-                            f"to start from its weights use --pretrained-from-file")
+                            f"to start from its weights use {self.cfg.flag('pretrained_from_file')}")
         arch = ckpt.get("arch")
         if arch and get_model_info(arch).name != self.info.name:
-            raise UserError(f"{path} was trained as {arch}, not {self.info.name}: pick the matching --arch")
+            raise UserError(f"{path} was trained as {arch}, not {self.info.name}: pick the matching "
+                            f"{self.cfg.flag('arch')}")
         load_state_dict_checked(self.model, ckpt["state_dict"], source=path)
         if self.ema is not None:
             # Upstream crashed here when the checkpoint had no EMA; start the average from the weights instead.
@@ -331,7 +329,7 @@ class Trainer:
                 self.step.optimizer.load_state_dict(ckpt["optimizer"])
             except (ValueError, KeyError) as exc:
                 raise UserError(
-                    f"{path}: optimizer state does not match --optimizer {self.cfg.optimizer} ({exc})"
+                    f"{path}: optimizer state does not match {self.cfg.flag('optimizer')} {self.cfg.optimizer} ({exc})"
                 ) from None
         scaler_state = ckpt.get("scaler") or ckpt.get("amp_scaler")
         if scaler_state and not self.cfg.evaluate:
@@ -483,13 +481,9 @@ class Trainer:
         return samples, stop_by
 
     def _augment_on_device(self, images: torch.Tensor, targets: torch.Tensor, epoch: int):
-        """Random erasing and mixup/cutmix, which work on whole batches on the device."""
-        if self.random_erasing is not None:
-            images = self.random_erasing(images)
-        if self.mixup is not None:
-            # timm's --mixup-off-epoch: the targets stay soft (smoothed) but images are no longer mixed.
-            self.mixup.mixup_enabled = not (self.cfg.mixup_off_epoch and epoch >= self.cfg.mixup_off_epoch)
-            images, targets = self.mixup(images, targets)
+        """The batch augmentations (data/batch_augmentations.py), which work on whole batches on the device."""
+        for op in self.batch_augmentations:
+            images, targets = op(images, targets, epoch)
         return images, targets
 
     def validate(self, model: nn.Module, prefix: str) -> dict:

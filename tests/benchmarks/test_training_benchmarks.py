@@ -79,3 +79,52 @@ def test_ddp_scaling_smoke_run_measures_one_and_two_processes(tmp_path):
 def test_ddp_scaling_needs_the_one_gpu_baseline():
     out = script("benchmarks/ddp_scaling.py", "--cpu", "--mode", "eager", "--gpus", 2)
     assert out.returncode != 0 and "--gpus must include 1" in out.stderr
+
+
+def test_tuned_rows_get_fused_sgd_and_the_trainers_compile_settings(monkeypatch):
+    """The tuned peers' settings, checked with a spy in place of torch.compile (compiling a training step takes
+    minutes on the CPU): fused SGD, mode reduce-overhead on CUDA (default on the CPU, with a note), and the trainer's
+    realize_reads_threshold=8."""
+    import torch
+    import torch.nn as nn
+
+    from benchmarks import train_speed
+    from image_classification.runtime import compile_options
+
+    assert train_speed.tuned_settings(torch.device("cuda")) == (
+        {"fused": True}, "reduce-overhead", {"realize_reads_threshold": 8}, "")
+    compiled, optimizers = [], []
+    monkeypatch.setattr(compile_options, "compile_with_options",
+                        lambda model, mode, options: compiled.append((mode, options)) or model)
+    sgd = torch.optim.SGD
+    monkeypatch.setattr(torch.optim, "SGD", lambda *a, **kw: optimizers.append(kw) or sgd(*a, **kw))
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1000))
+    out = train_speed.plain_loop(model, batch=2, size=8, steps=1, warmup=1, compile=True, tuned=True,
+                                 device=torch.device("cpu"))
+    assert compiled == [("default", {"realize_reads_threshold": 8})]
+    assert optimizers[0]["fused"] is True
+    assert out["tuned"] == {"optimizer": {"fused": True}, "compile_mode": "default",
+                            "inductor": {"realize_reads_threshold": 8}}
+    assert out["note"] == "CPU: compiled in mode default (reduce-overhead's CUDA graphs need CUDA)"
+    assert out["img_s"] > 0
+
+
+def test_the_tuned_rows_are_timm_b0_and_plain_gpunet0_at_their_batch_sizes(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from benchmarks import train_speed
+
+    calls = {}
+    monkeypatch.setattr(train_speed, "plain_loop", lambda model, **kw: calls.setdefault(
+        f"{type(model).__module__.split('.')[0]} {type(model).__name__}", kw))
+    args = SimpleNamespace(b0_batch=256, b0_size=224, gpunet_batch=192, gpunet_size=320, print_freq=10,
+                           compile_option=[], stream_priority="high", steps=30, warmup=10, profile=False,
+                           jpeg_data=None)
+    table = train_speed.rows(args, torch.device("cpu"))
+    table["timm-b0-tuned"]()
+    table["plain-gpunet0-tuned"]()
+    timm_b0, gpunet0 = calls["timm EfficientNet"], calls["image_classification GPUNet"]
+    assert timm_b0["tuned"] and (timm_b0["batch"], timm_b0["size"]) == (256, 224)
+    assert gpunet0["tuned"] and (gpunet0["batch"], gpunet0["size"]) == (192, 320)

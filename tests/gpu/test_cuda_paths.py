@@ -29,15 +29,15 @@ def test_bf16_training_needs_no_scaler(tmp_path):
 
 
 def test_cuda_prefetch_matches_cpu_batches(digits_root):
-    from image_classification.data.loader import build_data
     from image_classification.models.registry import IMAGENET_MEAN, IMAGENET_STD
     from image_classification.training.config import TrainingConfig
+    from image_classification.training.run_data import build_run_data
 
     cfg = TrainingConfig(data=str(digits_root), batch_size=16, workers=0, seed=0)
     common = dict(image_size=32, val_image_size=32, crop_pct=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                   need_train=False)
-    cpu = list(build_data(cfg, device=torch.device("cpu"), **common).val)
-    gpu = list(build_data(cfg, device=torch.device("cuda"), **common).val)
+    cpu = list(build_run_data(cfg, device=torch.device("cpu"), **common).val)
+    gpu = list(build_run_data(cfg, device=torch.device("cuda"), **common).val)
     assert len(cpu) == len(gpu)
     for (xc, yc), (xg, yg) in zip(cpu, gpu):
         assert xg.is_cuda and torch.allclose(xc, xg.cpu(), atol=1e-5) and torch.equal(yc, yg.cpu())
@@ -79,15 +79,16 @@ def test_gpu_data_backends_match_the_pytorch_backend_on_cuda(digits_root, backen
     differences), same targets, every validation image once, batches on the GPU."""
     if backend.startswith("dali"):
         pytest.importorskip("nvidia.dali")
-    from image_classification.data.loader import build_data
     from image_classification.models.registry import IMAGENET_MEAN, IMAGENET_STD
     from image_classification.training.config import TrainingConfig
+    from image_classification.training.run_data import build_run_data
 
     common = dict(image_size=32, val_image_size=32, crop_pct=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD,
                   need_train=False, device=torch.device("cuda"))
-    reference = list(build_data(TrainingConfig(data=str(digits_root), batch_size=32, workers=2, seed=0), **common).val)
-    other = list(build_data(TrainingConfig(data=str(digits_root), batch_size=32, workers=2, seed=0,
-                                           data_backend=backend), **common).val)
+    reference = list(build_run_data(TrainingConfig(data=str(digits_root), batch_size=32, workers=2, seed=0),
+                                    **common).val)
+    other = list(build_run_data(TrainingConfig(data=str(digits_root), batch_size=32, workers=2, seed=0,
+                                               data_backend=backend), **common).val)
     assert sum(len(y) for _, y in other) == 359 and len(other) == len(reference)
     for (xr, yr), (xo, yo) in zip(reference, other):
         assert xo.is_cuda and yo.is_cuda and xo.dtype == torch.float32 and xo.shape == xr.shape

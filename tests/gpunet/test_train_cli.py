@@ -95,6 +95,25 @@ def test_model_ema_and_amp(tmp_path, capsys):
     assert dry([tmp_path, "--native-amp"], capsys)["precision"] == "fp16"
 
 
+def test_data_backend_compile_mode_and_stream_priority(tmp_path, capsys):
+    """The core features the ConvNets dialect has had, under timm's spelling where timm has one."""
+    cfg = dry([tmp_path, "--data-backend", "pytorch-gpu", "--torchcompile", "--torchcompile-mode", "reduce-overhead",
+               "--stream-priority", "normal"], capsys)
+    assert (cfg["data_backend"], cfg["compile"], cfg["compile_mode"], cfg["stream_priority"]) == (
+        "pytorch-gpu", True, "reduce-overhead", "normal")
+    cfg = dry([tmp_path], capsys)
+    assert (cfg["data_backend"], cfg["compile"], cfg["compile_mode"], cfg["stream_priority"]) == (
+        "pytorch", False, "default", "high")
+
+
+def test_trains_on_synthetic_data_without_a_folder(tmp_path, capsys):
+    train.main(["--data-backend", "synthetic", "--num-classes", "10", "--img-size", "32", "-b", "8", "--epochs", "1",
+                "--prof", "2", "--warmup-epochs", "0", "--cpu", "--no-progress", "--output", str(tmp_path),
+                "--experiment", "synthetic"])
+    rows = summary_rows(tmp_path / "synthetic")
+    assert len(rows) == 1 and float(rows[0]["train_loss"]) > 0
+
+
 @pytest.mark.parametrize("model, size", [("gpunet_0", 320), ("gpunet_2", 384), ("gpunet_p1", 224),
                                          ("GPUNet-D2", 528), ("0.65ms", 320)])
 def test_img_size_defaults_to_the_models(model, size, tmp_path, capsys):
@@ -349,6 +368,10 @@ SAME_MISTAKE = [
     (["--crop-pct", "1.5"], "--crop-pct is the fraction of the resized image kept, in (0, 1]", None, None),
     (["--lr", "nan"], "--lr must be a finite number >= 0, got nan", None, None),
     (["--img-size", "100000", "-b", "64"], "--img-size 100000 cannot fit", None, None),
+    (["--clip-grad", "-1"], "--clip-grad takes a gradient norm >= 0", ["--clip-grad", "-1"],
+     "--clip-grad takes a gradient norm >= 0"),
+    (["--torchcompile", "--torchcompile-mode", "fast"], "--torchcompile-mode: invalid choice",
+     ["--compile-mode", "fast"], "--compile-mode: invalid choice"),
 ]
 
 
@@ -362,6 +385,25 @@ def test_timm_dialect_messages_name_timm_flags(timm_argv, timm_words, tmp_path, 
 def test_convnets_dialect_messages_name_convnets_flags(convnets_argv, convnets_words, tmp_path, capsys):
     proc = in_process(effnet_main.main, [tmp_path, *convnets_argv, "--dry-run"], capsys)
     assert_one_line_error(proc, convnets_words)
+
+
+# An error found after validation, while the run starts, names the flag as each dialect spells it too.
+RESUME_ANOTHER_ARCH = [
+    (train.main, ["--model", "gpunet_0", "--img-size", 32, "-b", 32, "--output", "{out}", "--experiment", "run"],
+     "pick the matching --model"),
+    (gpunet_main.main, ["--arch", "gpunet-0", "--image-size", 32, "-b", 32, "--workspace", "{out}"],
+     "pick the matching --arch"),
+]
+
+
+@pytest.mark.parametrize("entry, argv, words", RESUME_ANOTHER_ARCH, ids=["timm", "convnets"])
+def test_resuming_another_architecture_names_the_dialects_model_flag(entry, argv, words, digits_root, tmp_path,
+                                                                     capsys):
+    checkpoint = tmp_path / "gpunet-1.pth.tar"
+    torch.save({"state_dict": {}, "epoch": 1, "arch": "gpunet-1"}, checkpoint)
+    argv = [digits_root, *(str(a).format(out=tmp_path / "out") for a in argv), "--resume", checkpoint, "--cpu",
+            "-j", 0, "--no-progress"]
+    assert_one_line_error(in_process(entry, argv, capsys), "was trained as gpunet-1, not gpunet-0", words)
 
 
 def test_class_count_mismatch_names_the_timm_flag(digits_root, tmp_path, capsys):
@@ -393,6 +435,17 @@ def test_gpunet_main_defaults_and_model_flags(tmp_path, capsys):
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["arch"] == "gpunet-p0"
     assert cfg["model_kwargs"] == {"dropout": 0.3, "drop_path_rate": 0.1, "model_config": "net.json"}
+
+
+def test_convnets_dialect_clips_gradients_and_syncs_batchnorm(tmp_path, capsys):
+    """The core features the timm dialect has had, spelt in the ConvNets dialect's style."""
+    capsys.readouterr()
+    effnet_main.main([str(tmp_path), "--clip-grad", "2.5", "--sync-bn", "--dry-run"])
+    cfg = json.loads(capsys.readouterr().out)
+    assert (cfg["clip_grad"], cfg["sync_bn"]) == (2.5, True)
+    effnet_main.main([str(tmp_path), "--dry-run"])
+    cfg = json.loads(capsys.readouterr().out)
+    assert (cfg["clip_grad"], cfg["sync_bn"]) == (None, False)
 
 
 def test_gpunet_main_refuses_efficientnet(tmp_path, capsys):

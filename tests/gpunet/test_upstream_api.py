@@ -115,9 +115,9 @@ def test_export_onnx_has_a_dynamic_batch(tmp_path):
 
 
 def test_test_model_matches_evaluate(digits_root, tmp_path):
+    from image_classification.data.config import DataConfig
     from image_classification.data.loader import build_data
     from image_classification.inference.evaluate import evaluate
-    from image_classification.training.config import TrainingConfig
 
     torch.manual_seed(0)
     source = create_model("gpunet-0", num_classes=10).eval()
@@ -133,7 +133,7 @@ def test_test_model_matches_evaluate(digits_root, tmp_path):
     assert set(result) == {"top1", "top5", "top1_err", "top5_err", "img_size", "interpolation"}
     assert result["img_size"] == 32 and result["interpolation"] == "bicubic"
 
-    cfg = TrainingConfig(data=str(digits_root), batch_size=64, workers=0, interpolation="bicubic")
+    cfg = DataConfig(data=str(digits_root), batch_size=64, workers=0, interpolation="bicubic")
     info = get_model_info("gpunet-0")
     val = build_data(cfg, image_size=32, val_image_size=32, crop_pct=1.0, mean=info.mean, std=info.std,
                      device=torch.device("cpu"), need_train=False).val

@@ -24,11 +24,11 @@ FAST = ("--img-size", "32", "-j", "0", "-b", "128", "--cpu", "--log-freq", "0")
 
 def val_loader(digits_root: Path):
     """The data factory's val loader with GPUNet-0's preprocessing at 32 px (what validate.py must reproduce)."""
+    from image_classification.data.config import DataConfig
     from image_classification.data.loader import build_data
-    from image_classification.training.config import TrainingConfig
 
     info = get_model_info("gpunet-0")
-    cfg = TrainingConfig(data=str(digits_root), batch_size=64, workers=0, interpolation="bicubic")
+    cfg = DataConfig(data=str(digits_root), batch_size=64, workers=0, interpolation="bicubic")
     return build_data(cfg, image_size=32, val_image_size=32, crop_pct=info.crop_pct, mean=info.mean, std=info.std,
                       device=torch.device("cpu"), need_train=False).val
 
@@ -222,6 +222,15 @@ def test_accepted_compatibility_flags(digits_root, ckpts, capsys):
     rc, result, _ = run_validate(capsys, digits_root, "--model", "gpunet_0", "--checkpoint", ckpts["plain"], *FAST,
                                  "--no-prefetcher", "--pin-mem", "--dataset", "", "--split", "validation")
     assert rc == 0 and result["images"] == 359
+
+
+def test_topk_above_the_class_count_is_warned_once_with_the_users_k(digits_root, ckpts, capsys):
+    rc, result, err = run_validate(capsys, digits_root, "--model", "gpunet_0", "--checkpoint", ckpts["plain"], *FAST,
+                                   "--topk", 20)
+    assert rc == 0 and result["top20"] == 100.0
+    assert err.count("warning: --topk 20 is more than the 10 classes in") == 1
+    _, _, err = run_validate(capsys, digits_root, "--model", "gpunet_0", "--checkpoint", ckpts["plain"], *FAST)
+    assert "--topk" not in err
 
 
 def test_unknown_model_is_one_line(digits_root):

@@ -8,10 +8,11 @@ import torch
 pytest.importorskip("nvidia.dali", reason="NVIDIA DALI is not installed (pip install nvidia-dali-cuda130)")
 
 from common.cli_errors import UserError  # noqa: E402
-from image_classification.data.dali import AutoAugmentSpec, RandAugmentSpec, parse_augmentation  # noqa: E402
-from image_classification.data.loader import build_data  # noqa: E402
+from image_classification.data.augment_dali import AutoAugmentSpec, RandAugmentSpec  # noqa: E402
+from image_classification.data.augmentations import DALI, build  # noqa: E402
 from image_classification.models.registry import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 from image_classification.training.config import TrainingConfig  # noqa: E402
+from image_classification.training.run_data import build_run_data  # noqa: E402
 from tests.conftest import assert_one_line_error, run_script  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -22,7 +23,7 @@ HI = max((1 - m) / s for m, s in zip(IMAGENET_MEAN, IMAGENET_STD))
 def data(cfg, **kw):
     args = dict(image_size=32, val_image_size=32, crop_pct=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD, device=CPU)
     args.update(kw)
-    return build_data(cfg, **args)
+    return build_run_data(cfg, **args)
 
 
 def cfg(root, backend="dali-cpu", **kw):
@@ -152,6 +153,10 @@ def test_augmentation_policies_give_valid_batches(digits_root, augmentation, int
     check_batch(images, targets, n=32)
     assert targets[:16].tolist() == next(iter(plain))[1].tolist()  # same order, whatever the augmentation
     assert len(train) == 1438 // 32
+
+
+def parse_augmentation(name):
+    return build(name, DALI)  # what --augmentation becomes on the DALI backends
 
 
 def test_augmentation_specs():

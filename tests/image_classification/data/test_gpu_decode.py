@@ -11,9 +11,9 @@ from PIL import Image
 
 from common.cli_errors import UserError
 from image_classification.data.gpu_decode import Planner, has_end_marker, jpeg_header
-from image_classification.data.loader import build_data
 from image_classification.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from image_classification.training.config import TrainingConfig
+from image_classification.training.run_data import build_run_data
 
 CPU = torch.device("cpu")
 
@@ -21,7 +21,7 @@ CPU = torch.device("cpu")
 def data(cfg, **kw):
     args = dict(image_size=32, val_image_size=32, crop_pct=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD, device=CPU)
     args.update(kw)
-    return build_data(cfg, **args)
+    return build_run_data(cfg, **args)
 
 
 def cfg(root, backend="pytorch-gpu", **kw):

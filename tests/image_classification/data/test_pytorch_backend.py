@@ -7,11 +7,11 @@ import torch
 
 from common.cli_errors import UserError
 from image_classification.data.folder import ImageFolderDataset
-from image_classification.data.loader import build_data
 from image_classification.data.samplers import ShardSampler
 from image_classification.data.transforms import train_transform, val_resize_size, val_transform
 from image_classification.models.registry import IMAGENET_MEAN, IMAGENET_STD
 from image_classification.training.config import TrainingConfig
+from image_classification.training.run_data import build_run_data
 
 CPU = torch.device("cpu")
 
@@ -19,7 +19,7 @@ CPU = torch.device("cpu")
 def data(cfg, **kw):
     args = dict(image_size=32, val_image_size=32, crop_pct=0.875, mean=IMAGENET_MEAN, std=IMAGENET_STD, device=CPU)
     args.update(kw)
-    return build_data(cfg, **args)
+    return build_run_data(cfg, **args)
 
 
 def cfg(root, **kw):

@@ -21,7 +21,8 @@ CLASSES = [f"digit {i}" for i in range(10)]
 
 @pytest.fixture(scope="module")
 def package(tmp_path_factory):
-    """efficientnet-b0 (10 classes, 32 px) exported by the CLI from a training-style checkpoint without a
+    """efficientnet-b0 (10 classes, 32 px) exported by `python -m image_classification.export aoti` (the one
+    entry; test_cli_errors_are_one_line runs the module's own) from a training-style checkpoint without a
     num_classes entry (the class count comes from the classifier's shape): (package path, reference model)."""
     root = tmp_path_factory.mktemp("aoti")
     torch.manual_seed(0)
@@ -39,7 +40,7 @@ def package(tmp_path_factory):
     output = root / "out" / "b0.pt2"
     env = dict(os.environ, IMAGE_CLASSIFICATION_CACHE=str(root / "cache"))
     proc = subprocess.run(
-        [sys.executable, "-m", "image_classification.export.aoti", "--arch", "efficientnet-b0", "--weights",
+        [sys.executable, "-m", "image_classification.export", "aoti", "--arch", "efficientnet-b0", "--weights",
          str(checkpoint), "--output", str(output), "--image-size", "32", "--class-names", str(names)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=900,
     )

@@ -223,6 +223,20 @@ def test_predictor_refuses_what_cpu_cannot_do():
             prepare_for_inference(model, device="cuda", precision="fp16")
 
 
+def test_triton_kernels_are_refused_where_they_cannot_run():
+    model = create_model("gpunet-0", num_classes=10)
+    with pytest.raises(UserError, match="kernels must be one of inductor, triton, got 'cutlass'"):
+        prepare_for_inference(model, device="cpu", precision="fp32", kernels="cutlass")
+    with pytest.raises(UserError, match="fused Triton kernels cannot be used: they run on a CUDA device, not cpu"):
+        prepare_for_inference(model, device="cpu", precision="bf16", kernels="triton")
+    if torch.cuda.is_available():
+        with pytest.raises(UserError, match="fp16 and bf16, not float32"):
+            prepare_for_inference(model, device="cuda", precision="fp32", kernels="triton")
+        with pytest.raises(UserError, match="BN folding is off"):
+            prepare_for_inference(model, device="cuda", precision="fp16", kernels="triton", fold_bn=False)
+    assert prepare_for_inference(model, device="cpu", precision="fp32").fused_blocks == 0
+
+
 COMPILE_SCRIPT = textwrap.dedent("""
     import json, torch
     from torch._dynamo.utils import counters

@@ -84,8 +84,7 @@ def test_gpunet_se_and_residual_quantizers_round_trip_and_export():
     computes the same, exported with one Q/DQ pair per enabled quantizer."""
     from image_classification.export.onnx import export_onnx_bytes, verify_onnx
     from image_classification.export.qdq import count_qdq
-    from image_classification.models.gpunet import SqueezeExcite
-    from image_classification.models.layers import StochasticDepthResidual
+    from image_classification.models.layers import SqueezeExcitation, StochasticDepthResidual
     from image_classification.quantization.calibrate import calibrate
     from image_classification.quantization.state import is_quantized_model, make_record, restore_quantizers
     from image_classification.quantization.summary import quantizer_counts
@@ -96,7 +95,7 @@ def test_gpunet_se_and_residual_quantizers_round_trip_and_export():
     result = calibrate(model, batches, method="histogram", num_batches=2)
     assert (result.batches, result.images, result.percentile) == (2, 8, 99.99)
     counts = quantizer_counts(model)
-    assert counts["se"] == 2 * sum(isinstance(m, SqueezeExcite) for m in model.modules()) > 0
+    assert counts["se"] == 2 * sum(isinstance(m, SqueezeExcitation) for m in model.modules()) > 0
     assert counts["residual"] == sum(isinstance(m, StochasticDepthResidual) for m in model.modules()) > 0
 
     fresh = create_model("gpunet-0", num_classes=10).eval()

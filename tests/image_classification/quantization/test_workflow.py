@@ -65,8 +65,7 @@ def test_quantizers_where_tensorrt_wants_them(ptq_runs):
     every residual add, the pooling input; no BatchNorm quantizer (TensorRT folds BN into the conv)."""
     from modelopt.torch.quantization.nn import TensorQuantizer
 
-    from image_classification.models.efficientnet import SqueezeExcitation
-    from image_classification.models.layers import StochasticDepthResidual
+    from image_classification.models.layers import SqueezeExcitation, StochasticDepthResidual
     from image_classification.quantization.summary import quantizer_counts
 
     model = create_model("efficientnet-b0", pretrained=ptq_runs["histogram"]["checkpoint"], num_classes=10,
