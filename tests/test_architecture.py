@@ -32,8 +32,6 @@ ALLOWED = {
 
 # Arrows that run up today, module -> module: the debt issue 18 removes, one per commit.
 KNOWN_UPWARD = {
-    ("image_classification.inference.classify", "image_classification.quantization.backend"),
-    ("image_classification.inference.classify", "image_classification.quantization.state"),
     ("image_classification.quantization.workflow", "image_classification.cli"),
     ("image_classification.quantization.workflow", "image_classification.cli.convnets"),
 }
