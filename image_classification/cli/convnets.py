@@ -282,10 +282,11 @@ def require_weights_to_evaluate(cfg: TrainingConfig, args: argparse.Namespace) -
 
 
 def run(args: argparse.Namespace, dialect: Dialect) -> dict | None:
-    if options_from_args(args) is not None:
-        from image_classification.quantization.workflow import run as run_quantization
+    quantization = options_from_args(args)
+    if quantization is not None:
+        from image_classification.cli import quantize
 
-        return run_quantization(args, dialect)
+        return quantize.run(args, quantization, dialect.default_arch, lambda a: config_from_args(a, dialect))
     cfg = config_from_args(args, dialect)
     if args.dry_run:
         print(json.dumps(cfg.to_dict(), indent=2, default=str))
