@@ -27,6 +27,15 @@ import torch.nn as nn
 from common.cli_errors import UserError
 
 from .timm_weights import convert_timm_efficientnet, is_timm_efficientnet_state_dict
+from .weights_file import (
+    HF_CONFIG,
+    HF_WEIGHTS,
+    is_hf_folder,
+    is_safetensors,
+    read_hf_folder,
+    read_safetensors,
+    with_record,
+)
 
 WEIGHT_CHOICES = ("auto", "ema", "raw")
 _PREFIXES = ("module.", "_orig_mod.")
@@ -43,18 +52,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
     A file that is not a checkpoint is one line saying what it is. torch's own text is not shown: it advises
     weights_only=False, which runs whatever code the file holds, and no checkpoint of ours needs it."""
-    from . import weights_file
-
     path = Path(path)
-    if weights_file.is_hf_folder(path):
-        return weights_file.read_hf_folder(path)
+    if is_hf_folder(path):
+        return read_hf_folder(path, read_checkpoint)
     if path.is_dir():
         raise UserError(f"cannot read checkpoint {path}: it is a directory, not a checkpoint file (a Hugging "
-                        f"Face-style model folder holds {weights_file.HF_CONFIG} and {weights_file.HF_WEIGHTS})")
+                        f"Face-style model folder holds {HF_CONFIG} and {HF_WEIGHTS})")
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    if weights_file.is_safetensors(path):
-        return weights_file.read_safetensors(path)
+    if is_safetensors(path):
+        return read_safetensors(path)
     kind = checkpoint_kind(path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -63,7 +70,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise UserError(f"cannot read checkpoint {path}: {why_unreadable(exc, path, kind)}") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path} holds a {type(obj).__name__}, not a state dict or a training checkpoint")
-    return weights_file.with_record(obj, path) if is_state_dict(obj) else obj
+    return with_record(obj, path) if is_state_dict(obj) else obj
 
 
 _ZIP_MAGIC = b"PK\x03\x04"

@@ -30,7 +30,8 @@ from .checkpoint import (
     select_state_dict,
     strip_prefixes,
 )
-from .registry import ModelInfo, create_model, get_model_info
+from .factory import create_model
+from .registry import ModelInfo, get_model_info
 
 DEFAULT_CLASSES = 1000
 
