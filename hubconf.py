@@ -19,8 +19,11 @@ dependencies = ["torch", "torchvision"]
 
 def _hub_model(name, pretrained, pretrained_from_file, **kwargs):
     from image_classification.models.hub import hub_model
+    from image_classification.quantization.state import restore_quantizers
 
-    return hub_model(name, pretrained, pretrained_from_file, **kwargs)
+    # The models package cannot restore an INT8 checkpoint's quantizers (that needs the quantization package
+    # above it): the entry point hands the restorer down, so pretrained_from_file may be a quant_main.py checkpoint.
+    return hub_model(name, pretrained, pretrained_from_file, restore_quantizers=restore_quantizers, **kwargs)
 
 
 def nvidia_efficientnet_b0(pretrained=True, pretrained_from_file=None, **kwargs):

@@ -1,6 +1,6 @@
 """Which TorchInductor settings make the fast path fastest: times one model at one batch size under several
 compile configurations (all BN-folded, fp16, channels_last, replayed as a CUDA graph), beside the plain
-graph-captured forward and timm's. This is the experiment behind `fast.FAST_COMPILE_OPTIONS`.
+graph-captured forward and timm's. This is the experiment behind `runtime/compile_options.FAST_COMPILE_OPTIONS`.
 
     python benchmarks/explore_inductor.py --model gpunet-0 --batch-size 1 --configs default freezing ... --json F
 """

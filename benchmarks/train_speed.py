@@ -99,7 +99,7 @@ def plain_loop(model: nn.Module, *, batch: int, size: int, steps: int, warmup: i
     scaler = torch.amp.GradScaler(device.type, enabled=cuda)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
     if tuned:
-        from image_classification.inference.fast import compile_with_options
+        from image_classification.runtime.compile_options import compile_with_options
 
         step_model = compile_with_options(model, mode, options)
     else:

@@ -1,6 +1,7 @@
 """Write a file so that readers see the old one or the whole new one, never a part: write beside it, rename."""
 from __future__ import annotations
 
+import io
 import os
 import re
 import tempfile
@@ -37,6 +38,21 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", durable: bool = Fals
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def atomic_save(obj, path: str | os.PathLike) -> Path:
+    """torch.save that never leaves a truncated file behind, even if the run is killed mid-write.
+
+    Serialised in memory first: torch.save writing into a file that hits a full disk fails with an opaque
+    RuntimeError ("unexpected pos"), while a plain write fails with ENOSPC and the file's name."""
+    # Imported here: the torch-free tools of common/ (report plots, the logger) import this module too.
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_write(path, durable=True) as f:
+        f.write(buffer.getbuffer())
+    return Path(path)
 
 
 TEMP_SUFFIX = ".tmp"

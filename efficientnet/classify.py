@@ -32,7 +32,7 @@ def build_parser():
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     # Imported after parsing: the classifier needs torch, and --help (or a bad flag) should not wait for it.
-    from image_classification.inference import classify
+    from image_classification.cli import classify
 
     return classify.run(args, model_flags.MODEL_KWARGS)
 

@@ -21,15 +21,14 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repos
 
 from common.cli_errors import ArgumentParser, run_cli  # noqa: E402
 from efficientnet import main as fp32_main  # noqa: E402
-from image_classification.cli import convnets  # noqa: E402
-from image_classification.quantization import workflow  # noqa: E402
+from image_classification.cli import convnets, quantize  # noqa: E402
 
 DIALECT = dataclasses.replace(fp32_main.DIALECT, prog="quant_main.py", description=__doc__,
                               default_arch="efficientnet-quant-b0")
 
 
 def build_parser() -> ArgumentParser:
-    return workflow.build_parser(DIALECT)
+    return quantize.build_parser(convnets.build_parser(DIALECT))
 
 
 def main(argv=None) -> int:

@@ -359,10 +359,10 @@ def run(args: argparse.Namespace) -> dict | None:
     if args.dry_run:
         print(json.dumps(cfg.to_dict(), indent=2, default=str))
         return None
-    from image_classification.quantization.state import check_fp32_run
+    from image_classification.quantization.state import check_fp32_run, restore_quantizers
     from image_classification.training.trainer import print_summary, train
 
-    summary = train(check_fp32_run(cfg, "train.py"))
+    summary = train(check_fp32_run(cfg, "train.py"), restore_quantizers=restore_quantizers)
     print_summary(summary)
     return summary
 

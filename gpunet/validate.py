@@ -172,6 +172,7 @@ def bulk_models(pattern: str) -> list[str] | None:
 
 def validate_one(args: argparse.Namespace, model: str | None, checkpoint: Path | None, device, pretrained: bool):
     from image_classification.inference.validate import validate_folder
+    from image_classification.quantization.state import restore_quantizers
 
     kwargs = {"model_config": args.model_config} if args.model_config else {}
     return validate_folder(
@@ -180,7 +181,7 @@ def validate_one(args: argparse.Namespace, model: str | None, checkpoint: Path |
         input_size=tuple(args.input_size) if args.input_size else None, crop_pct=args.crop_pct,
         interpolation=args.interpolation or None, mean=args.mean, std=args.std, batch_size=args.batch_size,
         workers=args.workers, device=device, amp=args.amp or args.native_amp, channels_last=args.channels_last,
-        topk=args.topk, log_freq=args.log_freq,
+        topk=args.topk, log_freq=args.log_freq, restore_quantizers=restore_quantizers,
     )
 
 

@@ -44,8 +44,8 @@ import torch.nn as nn
 
 from common.cli_errors import ArgumentParser, UserError, non_negative_int, positive_float, positive_int, run_cli
 
-# The fast path with freezing at every batch size, to measure per batch size whether it beats fast.py's rule (freezing
-# and 1x1-as-matmul only for batches <= SMALL_BATCH) before that rule changes.
+# The fast path with freezing at every batch size, to measure per batch size whether it beats the fast path's rule
+# (runtime/compile_options.py: freezing and 1x1-as-matmul only for batches <= SMALL_BATCH) before that rule changes.
 FROZEN_FAST_OPTIONS = {"fast-frozen": {"freezing": True}, "fast-frozen-mm": {"freezing": True, "conv_1x1_as_mm": True}}
 FAST_MODES = ("fast", "fast-triton", *FROZEN_FAST_OPTIONS)
 MODES = ("eager", "channels_last", "graph", "folded", "folded-graph", "compile", "compile-graph", *FAST_MODES,
@@ -258,7 +258,7 @@ def _peer_model(source: str, name: str) -> nn.Module:
 def tuned_compile_options(batch_size: int) -> dict:
     """A peer's Inductor options in mode `tuned`: freezing (constant weights, BatchNorm folded into the convolutions
     while compiling) plus whatever the fast path adds at this batch size."""
-    from image_classification.inference.fast import fast_compile_options
+    from image_classification.runtime.compile_options import fast_compile_options
 
     return {"freezing": True, **fast_compile_options(batch_size)}
 
@@ -275,7 +275,7 @@ def peer_runner(model: nn.Module, mode: str, *, device, precision: str, example:
         run = _plain(model, device, precision, channels_last=True)
         return _graphed(run, example) if mode == "graph" else run
     if mode in ("compile", "compile-graph"):
-        from image_classification.inference.fast import configure_compile_cache
+        from image_classification.runtime.compile_options import configure_compile_cache
 
         configure_compile_cache()
         compiled = torch.compile(model.eval().to(device, dtype=_dtype(precision)).to(
@@ -283,7 +283,7 @@ def peer_runner(model: nn.Module, mode: str, *, device, precision: str, example:
         run = torch.inference_mode()(compiled)
         return _graphed(run, example) if mode == "compile-graph" else run
     if mode == "tuned":
-        from image_classification.inference.fast import compile_with_options, configure_compile_cache
+        from image_classification.runtime.compile_options import compile_with_options, configure_compile_cache
 
         configure_compile_cache()
         model = model.eval().to(device, dtype=_dtype(precision)).to(memory_format=torch.channels_last)

@@ -50,10 +50,15 @@ def build_parser() -> ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
+    # An INT8-quantized checkpoint needs its quantizers restored, which is the quantization package's (above
+    # serving); imported only for a checkpoint file, which needs torch anyway.
+    restore_quantizers = None
+    if args.weights is not None:
+        from image_classification.quantization.state import restore_quantizers
     run_client(ClientOptions(data=args.data, model=args.model, url=args.url, protocol=args.protocol,
                              weights=args.weights, labels=args.labels, batch_size=args.batch_size, limit=args.limit,
                              dump=args.dump, workers=args.workers, timeout=args.timeout,
-                             log=lambda line: print(line, flush=True)))
+                             log=lambda line: print(line, flush=True), restore_quantizers=restore_quantizers))
 
 
 if __name__ == "__main__":

@@ -70,6 +70,11 @@ def build_parser() -> ArgumentParser:
 
 def main(argv=None) -> None:
     args = build_parser().parse_args(argv)
+    # An INT8-quantized checkpoint needs its quantizers restored, which is the quantization package's (above
+    # serving); imported only for a checkpoint file, which needs torch anyway.
+    restore_quantizers = None
+    if args.weights is not None:
+        from image_classification.quantization.state import restore_quantizers
     options = DeployOptions(
         repository=Path(args.repository), format=args.format, arch=args.arch, weights=args.weights,
         pretrained=args.pretrained, weights_kind=args.weights_kind, name=args.model_name, precision=args.precision,
@@ -77,7 +82,7 @@ def main(argv=None) -> None:
         preferred_batch_sizes=tuple(args.preferred_batch_sizes), max_queue_delay_us=args.max_queue_delay_us,
         accelerator=args.accelerator, cuda_graph=args.cuda_graph, opset=args.opset, verify=args.verify,
         compile=args.compile, force=args.force,
-        log=lambda line: print(line, flush=True),
+        log=lambda line: print(line, flush=True), restore_quantizers=restore_quantizers,
     )
     result = deploy(options)
     print(f"=> wrote {describe(result)}", flush=True)

@@ -80,6 +80,11 @@ def main(argv=None) -> int:
         import logging
 
         logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    # An INT8-quantized checkpoint needs its quantizers restored, which is the quantization package's (above
+    # serving); imported only for a checkpoint file, which needs torch anyway.
+    restore_quantizers = None
+    if args.weights is not None:
+        from image_classification.quantization.state import restore_quantizers
     options = ServeOptions(
         weights=args.weights, arch=args.arch, pretrained=args.pretrained, repository=args.repository,
         model_name=args.model_name, device=args.device, precision=args.precision, compile=args.compile,
@@ -88,6 +93,7 @@ def main(argv=None) -> int:
         http_port=args.http_port, grpc_port=args.grpc_port, metrics_port=args.metrics_port,
         startup_timeout=args.startup_timeout, exit_timeout=args.exit_timeout, log_file=args.log_file,
         ready_file=args.ready_file, verbose=args.verbose, log=lambda line: print(line, flush=True),
+        restore_quantizers=restore_quantizers,
     )
     return serve(options)
 

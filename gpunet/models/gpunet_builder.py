@@ -126,6 +126,7 @@ class GPUNet_Builder:  # noqa: N801 (upstream's name)
         )
         from image_classification.models.checkpoint import load_pretrained
         from image_classification.preprocessing import Preprocessing
+        from image_classification.quantization.state import restore_quantizers
 
         if val_path is None:
             raise UserError("test_model needs val_path: the validation ImageFolder (<dir>/<class>/<image>) or its "
@@ -138,7 +139,7 @@ class GPUNet_Builder:  # noqa: N801 (upstream's name)
             "cuda" if torch.cuda.is_available() else "cpu")
         precision = "fp16" if dtype == "fp16" and device.type == "cuda" else "fp32"
         if checkpoint is not None:
-            load_pretrained(model, checkpoint, weights="auto")
+            load_pretrained(model, checkpoint, weights="auto", restore_quantizers=restore_quantizers)
         root, split = resolve_image_folder(val_path)
         prep = Preprocessing(image_size=int(imgRes[1]), crop_pct=float(crop_pct), interpolation="bicubic",
                              mean=IMAGENET_MEAN, std=IMAGENET_STD)

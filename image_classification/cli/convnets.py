@@ -288,21 +288,22 @@ def require_weights_to_evaluate(cfg: TrainingConfig, args: argparse.Namespace) -
 
 
 def run(args: argparse.Namespace, dialect: Dialect) -> dict | None:
-    if options_from_args(args) is not None:
-        from image_classification.quantization.workflow import run as run_quantization
+    quantization = options_from_args(args)
+    if quantization is not None:
+        from image_classification.cli import quantize
 
-        return run_quantization(args, dialect)
+        return quantize.run(args, quantization, dialect.default_arch, lambda a: config_from_args(a, dialect))
     cfg = config_from_args(args, dialect)
     if args.dry_run:
         print(json.dumps(cfg.to_dict(), indent=2, default=str))
         return None
     require_weights_to_evaluate(cfg, args)
     from common.gpu_affinity import set_affinity
-    from image_classification.quantization.state import check_fp32_run
+    from image_classification.quantization.state import check_fp32_run, restore_quantizers
     from image_classification.training.trainer import print_summary, train
 
     cfg = check_fp32_run(cfg, dialect.prog)
     set_affinity(cfg.gpu_affinity)
-    summary = train(cfg)
+    summary = train(cfg, restore_quantizers=restore_quantizers)
     print_summary(summary)
     return summary

@@ -94,7 +94,8 @@ def export_aoti(
     modified. Returns the package's path; its metadata is also written to `FILE.pt2.json`. `preprocessing` (what
     the weights were trained with, from the loader) replaces the model's defaults in the metadata.
     """
-    from image_classification.inference.fast import configure_compile_cache, fold_batchnorm
+    from image_classification.inference.fast import fold_batchnorm
+    from image_classification.runtime.compile_options import configure_compile_cache
 
     path = Path(path)
     if path.suffix != ".pt2":
@@ -258,12 +259,14 @@ def build_parser(prog: str = "python -m image_classification.export.aoti") -> Ar
 def run(args) -> Path:
     """The command line's work, on parsed arguments; returns the package's path."""
     from image_classification.models import get_model_info
+    from image_classification.quantization.state import restore_quantizers
 
     from .sources import check_output, load_model
 
     get_model_info(args.arch)  # unknown names fail before any file is read
     output = check_output(args.output, flag="--output", suffix=".pt2", source=args.weights)
-    loaded = load_model(args.weights, args.arch, weights_flag="--weights", num_classes=args.num_classes)
+    loaded = load_model(args.weights, args.arch, weights_flag="--weights", num_classes=args.num_classes,
+                        restore_quantizers=restore_quantizers)
     num_classes = loaded.num_classes
     class_names = read_class_names(args.class_names) if args.class_names else loaded.class_names
     model = loaded.model

@@ -354,6 +354,7 @@ def _fold_batchnorm_fn() -> Callable[[nn.Module], nn.Module | None]:
 
 def run(args: argparse.Namespace, dialect: ExportDialect = DEFAULT_DIALECT) -> Path:
     from image_classification.models import get_model_info
+    from image_classification.quantization.state import is_quantized_model, restore_quantizers
 
     from .sources import check_output, load_model
 
@@ -383,12 +384,10 @@ def run(args: argparse.Namespace, dialect: ExportDialect = DEFAULT_DIALECT) -> P
                         pretrained=args.pretrained,
                         weights="ema" if args.ema else ("auto" if args.pretrained else "raw"),
                         num_classes=args.num_classes, model_kwargs=model_kwargs, default_arch=dialect.default_arch,
-                        ema_flag="--ema")
+                        ema_flag="--ema", restore_quantizers=restore_quantizers)
     info = loaded.info
     check_family(info)
     model = loaded.model.eval()
-    from image_classification.quantization.state import is_quantized_model
-
     quantized = is_quantized_model(model)
     if args.quantized and not quantized:
         raise UserError(f"--quantized asks for an INT8 model, and {args.pretrained_from_file or 'no checkpoint'} "

@@ -1,4 +1,5 @@
-"""Classify image files with a trained model: the core of `efficientnet/classify.py` and `gpunet/classify.py`.
+"""Classify image files with a trained model: the library under `efficientnet/classify.py` and `gpunet/classify.py`
+(their command line is image_classification/cli/classify.py).
 
     python classify.py --weights model_best.pth.tar --image cat.jpg [--image photos/ --image 'shots/*.png']
 
@@ -13,12 +14,12 @@ every arch, even with --cpu):
 - on CPU the precision is FP32 (AMP on CPU is refused); on a GPU the inference fast path is used;
 - an INT8-quantized checkpoint (quant_main.py's) runs with its quantizers restored (fake quantization, as it was
   validated), never through the fast path, whose BatchNorm folding would change the weights its ranges fit.
+  Restoring them is the quantization package's, above this one: the caller passes `restore_quantizers`.
 
 `load_classifier()` is the importable API (Triton and tests reuse it).
 """
 from __future__ import annotations
 
-import argparse
 import glob
 import json
 import os
@@ -31,9 +32,10 @@ import torch
 import torch.nn as nn
 
 from common.cli_errors import UserError
+from image_classification.models.checkpoint import QuantizerRestorer
 from image_classification.preprocessing import Preprocessing
 
-from .classify_flags import DEFAULT_BATCH, DEFAULT_TOPK, PRECISIONS, build_parser  # noqa: F401 (the CLI's API)
+from .classify_flags import DEFAULT_BATCH, DEFAULT_TOPK, PRECISIONS, build_parser  # noqa: F401 (importable here as before)
 
 IMAGENET_CLASSES = 1000
 _GLOB_CHARS = set("*?[")
@@ -116,7 +118,7 @@ class Classifier:
 
     def __init__(self, model: nn.Module, *, arch: str, class_names: list[str], preprocessing: Preprocessing,
                  device: torch.device, precision: str, predictor=None, checkpoint: Path | None = None,
-                 weights_used: str | None = None):
+                 weights_used: str | None = None, quantized: bool = False):
         from image_classification.data.transforms import val_transform
 
         self.model = model
@@ -128,6 +130,7 @@ class Classifier:
         self.precision = precision
         self.checkpoint = checkpoint
         self.weights_used = weights_used
+        self.quantized = quantized
         self.fast = predictor is not None
         self._predictor = predictor
         self.transform = val_transform(preprocessing.image_size, crop_pct=preprocessing.crop_pct,
@@ -259,6 +262,7 @@ def load_classifier(
     num_classes: int | None = None,
     model_kwargs: dict | None = None,
     warn=None,
+    restore_quantizers: QuantizerRestorer | None = None,
 ) -> Classifier:
     """Build `arch` (or the architecture the checkpoint names) with the weights of `weights` (any layout the loader
     reads) or, with `pretrained`, the published weights from the torch hub cache.
@@ -271,10 +275,11 @@ def load_classifier(
     `compile` is False, a CUDA graph for `batch_size` images; smaller batches are padded into it).
     `num_classes` is used where the checkpoint does not record its class count (a checkpoint that records another
     is an error); `model_kwargs` (upstream's model flags: bn_epsilon, trt, ...) go to the model's construction over
-    the checkpoint's own. warn: where a warning line goes (stderr).
+    the checkpoint's own. warn: where a warning line goes (stderr). `restore_quantizers`
+    (quantization.state's) lets `weights` be an INT8-quantized checkpoint; without it one is refused. On a GPU the
+    caller loads modelopt's CUDA kernels before the first forward of a quantized classifier (`quantized`).
     """
     from image_classification.models.loading import load_checkpoint_model
-    from image_classification.quantization.state import is_quantized_model
 
     device = _resolve_device(device)
     precision = precision or ("fp16" if device.type == "cuda" else "fp32")
@@ -285,7 +290,8 @@ def load_classifier(
     if weights is None and not pretrained:
         raise UserError("no weights given: pass --weights CHECKPOINT (or --pretrained for the published weights)")
     loaded = load_checkpoint_model(weights, arch, weights=weights_kind, pretrained=pretrained, num_classes=num_classes,
-                                   model_kwargs=model_kwargs, num_classes_flag="--num_classes")
+                                   model_kwargs=model_kwargs, num_classes_flag="--num_classes",
+                                   restore_quantizers=restore_quantizers)
     model, info, num_classes = loaded.model, loaded.info, loaded.num_classes
     preprocessing = loaded.preprocessing.with_overrides(image_size=image_size, crop_pct=crop_pct,
                                                         interpolation=interpolation)
@@ -297,13 +303,10 @@ def load_classifier(
 
     predictor = None
     fast = device.type == "cuda" if fast is None else fast
-    # The fast path folds BatchNorm into the weights, which an INT8 model's ranges were calibrated without.
-    quantized = is_quantized_model(model)
+    # The fast path folds BatchNorm into the weights, which an INT8 model's ranges were calibrated without. A recorded
+    # quantization means the quantizers were restored: without a restorer the loader has refused the file.
+    quantized = loaded.quantization is not None
     fast = fast and not quantized
-    if quantized and device.type == "cuda":
-        from image_classification.quantization.backend import load_cuda_kernels
-
-        load_cuda_kernels()
     if device.type == "cuda":
         model.to(device)
         if fast:
@@ -316,7 +319,8 @@ def load_classifier(
         else:
             model.to(memory_format=torch.channels_last)
     return Classifier(model, arch=info.name, class_names=class_names, preprocessing=preprocessing, device=device,
-                      precision=precision, predictor=predictor, checkpoint=path, weights_used=which)
+                      precision=precision, predictor=predictor, checkpoint=path, weights_used=which,
+                      quantized=quantized)
 
 
 # --- inputs -------------------------------------------------------------------------------------------------------
@@ -364,13 +368,7 @@ def expand_inputs(items: Iterable[str]) -> list[str]:
     return [p for p in out if not (p in seen or seen.add(p))]
 
 
-# --- command line (the parser is in classify_flags.py) ----------------------------------------------------------------
-
-
-def _device_from_args(args) -> torch.device:
-    if args.cpu or not torch.cuda.is_available():
-        return torch.device("cpu")
-    return torch.device("cuda")
+# --- many files, in batches ---------------------------------------------------------------------------------------
 
 
 def _read_all(classifier: Classifier, paths: list[str], pool: ThreadPoolExecutor):
@@ -405,52 +403,3 @@ def classify_paths(classifier: Classifier, paths: list[str], *, topk: int, batch
 
 def format_text(path: str, predictions: list[Prediction]) -> str:
     return "\n".join([path] + [f"{name}: {100.0 * p:.1f}%" for name, _, p in predictions])
-
-
-def run(args: argparse.Namespace, model_kwargs: Sequence[str] = ()) -> int:
-    """classify.py's run; `model_kwargs` names the model flags of `args` that go to the model's construction."""
-    device = _device_from_args(args)
-    precision = PRECISIONS[args.precision] if args.precision else None
-    if precision == "fp16" and device.type != "cuda":
-        why = "--cpu was given" if args.cpu else "no GPU is available"
-        raise UserError(f"--precision AMP needs a GPU ({why}): use --precision FP32 on the CPU")
-    paths = expand_inputs(args.images)
-    classifier = load_classifier(
-        args.arch, args.weights, device=device, weights_kind=args.weights_kind, pretrained=args.pretrained,
-        image_size=args.image_size, crop_pct=args.crop_pct, labels=args.labels, interpolation=args.interpolation,
-        precision=precision, fast=args.fast, compile=args.compile, batch_size=args.batch_size,
-        num_classes=getattr(args, "num_classes", None),
-        model_kwargs={k: getattr(args, k) for k in model_kwargs if getattr(args, k, None) is not None},
-    )
-    topk = min(DEFAULT_TOPK, classifier.num_classes) if args.topk is None else classifier.check_topk(args.topk)
-
-    documents = []
-
-    def on_result(path, preds):
-        if args.json:
-            documents.append({"image": path, "predictions": [
-                {"class": name, "index": index, "probability": prob} for name, index, prob in preds]})
-        else:
-            print(format_text(path, preds), flush=True)
-
-    def on_error(path, reason):
-        print(f"error: cannot read {path}: {reason}", file=sys.stderr, flush=True)
-
-    errors = classify_paths(classifier, paths, topk=topk, batch_size=args.batch_size, on_result=on_result,
-                            on_error=on_error)
-    if args.json:
-        print(json.dumps(documents, indent=2), flush=True)
-    return 1 if errors else 0
-
-
-EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, as a shell reports a writer killed by `| head`
-
-
-def main(argv=None, *, prog: str = "classify.py", description: str | None = None) -> int:
-    args = build_parser(prog, description).parse_args(argv)
-    try:
-        return run(args)
-    except BrokenPipeError:  # the reader went away (`classify.py ... | head`): stop quietly
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # so that the interpreter's final flush does not fail again
-        return EXIT_BROKEN_PIPE

@@ -17,7 +17,7 @@ def build_parser(prog: str = "classify.py", description: str | None = None,
                  add_model_arguments: Callable[[ArgumentParser, argparse._ArgumentGroup], None] | None = None,
                  ) -> ArgumentParser:
     """classify.py's parser; `add_model_arguments` adds a model family's flags (upstream's classify.py took the
-    architecture's model flags too), whose values classify.run passes to the model's construction."""
+    architecture's model flags too), whose values cli/classify.run passes to the model's construction."""
     p = ArgumentParser(prog=prog, description=description or __doc__,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--arch", "-a", metavar="ARCH", default=None,

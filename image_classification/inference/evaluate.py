@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from image_classification.training.distributed import all_reduce_sum
+from image_classification.runtime.distributed import all_reduce_sum
 
 
 def autocast_context(device: torch.device, precision: str):

@@ -18,7 +18,7 @@ import torch.nn as nn
 from torchvision.datasets.folder import IMG_EXTENSIONS
 
 from common.cli_errors import UserError
-from image_classification.models.checkpoint import published_weights_path
+from image_classification.models.checkpoint import QuantizerRestorer, published_weights_path
 from image_classification.models.loading import load_checkpoint_model
 from image_classification.preprocessing import Preprocessing
 
@@ -198,8 +198,10 @@ def validate_folder(
     channels_last: bool = False,
     topk: int = 5,
     log_freq: int = 0,
+    restore_quantizers: QuantizerRestorer | None = None,
 ) -> OrderedDict:
-    """Everything timm's validate() does for one (model, checkpoint): the result dict."""
+    """Everything timm's validate() does for one (model, checkpoint): the result dict. `restore_quantizers`
+    (quantization.state's) lets `checkpoint` be INT8-quantized; without it one is refused."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     precision = precision_for(device, amp)
     if topk < 1:
@@ -209,7 +211,7 @@ def validate_folder(
     loaded = load_checkpoint_model(checkpoint, name, pretrained=pretrained,
                                    weights="ema" if use_ema else ("auto" if pretrained else "raw"),
                                    num_classes=num_classes, data_classes=len(classes), model_kwargs=model_kwargs,
-                                   arch_flag="--model", ema_flag="--use-ema")
+                                   arch_flag="--model", ema_flag="--use-ema", restore_quantizers=restore_quantizers)
     prep = loaded.preprocessing.with_overrides(image_size=img_size, input_size=input_size, crop_pct=crop_pct,
                                                interpolation=interpolation, mean=mean, std=std)
     warning = loaded.unrecorded_preprocessing_warning("--img-size")

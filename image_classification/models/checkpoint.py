@@ -5,7 +5,10 @@ Layouts understood:
 - upstream ConvNets training checkpoints (`state_dict`, optional `state_dict_ema`, `module.` prefixes from DDP);
 - timm training checkpoints (`state_dict`, `state_dict_ema`, pickled `args`);
 - this project's checkpoints (a superset of upstream's layout, see training/checkpointing.py);
-- timm's `efficientnet_bN` weights, renamed for our EfficientNet (timm_weights.py).
+- timm's `efficientnet_bN` weights, renamed for our EfficientNet (timm_weights.py);
+- INT8-quantized checkpoints (quant_main.py's): one of ours plus a `quantization` record. The record is read here;
+  restoring its quantizers needs modelopt and is the quantization package's, so the callers that accept INT8
+  checkpoints pass it in (`restore_quantizers`) and the others refuse them with one line.
 Family-specific spellings (old NGC `layerN.` keys, SE weight shapes, GPUNet's module names) are handled by the
 model's own `adapt_state_dict`.
 """
@@ -15,6 +18,7 @@ import argparse
 import os
 import re
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -23,9 +27,22 @@ import torch.nn as nn
 from common.cli_errors import UserError
 
 from .timm_weights import convert_timm_efficientnet, is_timm_efficientnet_state_dict
+from .weights_file import (
+    HF_CONFIG,
+    HF_WEIGHTS,
+    is_hf_folder,
+    is_safetensors,
+    read_hf_folder,
+    read_safetensors,
+    with_record,
+)
 
 WEIGHT_CHOICES = ("auto", "ema", "raw")
 _PREFIXES = ("module.", "_orig_mod.")
+QUANTIZATION_KEY = "quantization"
+# (FP32 model, quantization record, source for messages) -> the model with its quantizers, ready for the state dict:
+# quantization.state.restore_quantizers.
+QuantizerRestorer = Callable[[nn.Module, dict, str], nn.Module]
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -35,18 +52,16 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
 
     A file that is not a checkpoint is one line saying what it is. torch's own text is not shown: it advises
     weights_only=False, which runs whatever code the file holds, and no checkpoint of ours needs it."""
-    from . import weights_file
-
     path = Path(path)
-    if weights_file.is_hf_folder(path):
-        return weights_file.read_hf_folder(path)
+    if is_hf_folder(path):
+        return read_hf_folder(path, read_checkpoint)
     if path.is_dir():
         raise UserError(f"cannot read checkpoint {path}: it is a directory, not a checkpoint file (a Hugging "
-                        f"Face-style model folder holds {weights_file.HF_CONFIG} and {weights_file.HF_WEIGHTS})")
+                        f"Face-style model folder holds {HF_CONFIG} and {HF_WEIGHTS})")
     if not path.is_file():
         raise UserError(f"checkpoint not found: {path}")
-    if weights_file.is_safetensors(path):
-        return weights_file.read_safetensors(path)
+    if is_safetensors(path):
+        return read_safetensors(path)
     kind = checkpoint_kind(path)
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -55,7 +70,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
         raise UserError(f"cannot read checkpoint {path}: {why_unreadable(exc, path, kind)}") from None
     if not isinstance(obj, dict):
         raise UserError(f"{path} holds a {type(obj).__name__}, not a state dict or a training checkpoint")
-    return weights_file.with_record(obj, path) if is_state_dict(obj) else obj
+    return with_record(obj, path) if is_state_dict(obj) else obj
 
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -190,9 +205,11 @@ def load_state_dict_checked(
 
 
 def load_pretrained(
-    model: nn.Module, path: str | os.PathLike, *, weights: str = "auto", fresh_classifier: bool = False
+    model: nn.Module, path: str | os.PathLike, *, weights: str = "auto", fresh_classifier: bool = False,
+    restore_quantizers: QuantizerRestorer | None = None,
 ) -> dict:
-    """Load weights from a file in any supported layout; returns the checkpoint's metadata (minus tensors)."""
+    """Load weights from a file in any supported layout; returns the checkpoint's metadata (minus tensors).
+    An INT8 checkpoint needs `restore_quantizers` (see the module's docstring)."""
     checkpoint = read_checkpoint(path)
     arch = checkpoint.get("arch") if not is_state_dict(checkpoint) else None
     expected = getattr(model, "pretrained_cfg", {}).get("architecture")
@@ -205,7 +222,7 @@ def load_pretrained(
             same = False
         if not same:
             raise UserError(f"{path} holds {arch} weights, not {expected}: pick the matching --arch")
-    if isinstance(arch, str) and expected and checkpoint.get("quantization"):
+    if isinstance(arch, str) and expected and checkpoint.get(QUANTIZATION_KEY):
         from .registry import get_model_info
 
         if get_model_info(arch).name != expected:
@@ -213,7 +230,7 @@ def load_pretrained(
             raise UserError(f"{path} holds an INT8-quantized {arch}, not {expected}: its quantizers fit {arch} "
                             f"only, pick --arch {arch}")
     state_dict, which = select_state_dict(checkpoint, weights, source=str(path))
-    restore_quantization(model, checkpoint, str(path))
+    restore_recorded_quantizers(model, checkpoint, str(path), restore_quantizers)
     load_state_dict_checked(model, state_dict, source=str(path), fresh_classifier=fresh_classifier)
     meta = {} if is_state_dict(checkpoint) else {
         k: v for k, v in checkpoint.items() if not isinstance(v, (dict, torch.Tensor)) or k == "args"
@@ -222,13 +239,25 @@ def load_pretrained(
     return meta
 
 
-def restore_quantization(model: nn.Module, checkpoint: dict, source: str) -> nn.Module:
-    """Give `model` the INT8 quantizers a quantized checkpoint (quant_main.py's) was saved with, so that its state
-    dict fits; FP32 checkpoints leave the model as it is. Call it between building the model and loading weights."""
-    from image_classification.quantization.state import quantization_record, restore_quantizers
+def quantization_record(checkpoint) -> dict | None:
+    """The checkpoint's quantization record, or None for an FP32 checkpoint (or a plain state dict)."""
+    if not isinstance(checkpoint, dict):
+        return None
+    record = checkpoint.get(QUANTIZATION_KEY)
+    return record if isinstance(record, dict) and "modelopt_state" in record else None
 
+
+def read_quantization_record(path: str | os.PathLike) -> dict | None:
+    return quantization_record(read_checkpoint(path))
+
+
+def restore_recorded_quantizers(model: nn.Module, checkpoint: dict, source: str,
+                                restore_quantizers: QuantizerRestorer | None) -> nn.Module:
+    """Give `model` the INT8 quantizers a quantized checkpoint was saved with, so that its state dict fits; FP32
+    checkpoints leave the model as it is. Call it between building the model and loading weights. Without
+    `restore_quantizers` an INT8 checkpoint is left to `load_state_dict_checked`, which refuses it in one line."""
     record = quantization_record(checkpoint)
-    if record is not None:
+    if record is not None and restore_quantizers is not None:
         restore_quantizers(model, record, source)
     return model
 

@@ -12,8 +12,9 @@ import torch.nn as nn
 
 from common.cli_errors import UserError
 
+from .factory import create_model
 from .gpunet_archs import ARCHS
-from .registry import create_model, get_model_info, list_models
+from .registry import get_model_info, list_models
 
 MODEL_MATHS = ("fp32", "fp16")
 

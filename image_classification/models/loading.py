@@ -18,16 +18,20 @@ from common.cli_errors import UserError
 from image_classification.preprocessing import Preprocessing
 
 from .checkpoint import (
+    QUANTIZATION_KEY,
     WEIGHT_CHOICES,
+    QuantizerRestorer,
     cached_published_weights,
     is_state_dict,
     load_state_dict_checked,
+    quantization_record,
     read_checkpoint,
-    restore_quantization,
+    restore_recorded_quantizers,
     select_state_dict,
     strip_prefixes,
 )
-from .registry import ModelInfo, create_model, get_model_info
+from .factory import create_model
+from .registry import ModelInfo, get_model_info
 
 DEFAULT_CLASSES = 1000
 
@@ -123,6 +127,7 @@ def load_checkpoint_model(
     num_classes_flag: str = "--num-classes",
     default_arch: str | None = None,
     ema_flag: str = "the EMA choice",
+    restore_quantizers: QuantizerRestorer | None = None,
 ) -> LoadedModel:
     """Build `arch` (or the architecture the file names) with the weights of `path`, or with `pretrained` the
     published weights from the torch hub cache, or (neither) random weights.
@@ -132,6 +137,7 @@ def load_checkpoint_model(
     or `data_classes` is one line. `model_kwargs` win over the architecture options the file records.
     `arch_flag` / `num_classes_flag` / `ema_flag` name the caller's flags in messages. `default_arch`: the
     architecture of a file that names none when `arch` is not given (a dialect's default, as upstream's --arch).
+    `restore_quantizers` (quantization.state's) lets an INT8-quantized checkpoint load; without it one is refused.
     """
     if weights not in WEIGHT_CHOICES:
         raise UserError(f"weights must be one of {', '.join(WEIGHT_CHOICES)}, got {weights!r}")
@@ -177,7 +183,7 @@ def load_checkpoint_model(
             raise UserError(f"{path} has {width} classes but {num_classes_flag} is {num_classes}: "
                             f"leave {num_classes_flag} out or set it to {width}")
         model = create_model(info.name, num_classes=width, **kwargs)
-    restore_quantization(model, checkpoint, str(path))
+    restore_recorded_quantizers(model, checkpoint, str(path), restore_quantizers)
     load_state_dict_checked(model, state_dict, source=str(path))
     built = int(model.pretrained_cfg["num_classes"])
     if data_classes is not None and built != data_classes:
@@ -188,8 +194,6 @@ def load_checkpoint_model(
     prep, recorded = _preprocessing(model, meta)
     names = meta.get("class_names")
     names = [str(n) for n in names] if isinstance(names, (list, tuple)) and len(names) == built else None
-    from image_classification.quantization.state import quantization_record
-
     facts = {k: v for k, v in meta.items() if isinstance(v, (int, float, str, bool)) and k != "arch"}
     return LoadedModel(model.eval(), info, prep, recorded, names, path, which,
                        quantization=quantization_record(checkpoint), model_kwargs=kwargs, facts=facts)
@@ -221,7 +225,7 @@ def export_weights(checkpoint_path: str | os.PathLike, weight_path: str | os.Pat
     checkpoint = read_checkpoint(checkpoint_path)
     if is_state_dict(checkpoint) or "weights_record" in checkpoint:
         raise UserError(f"{checkpoint_path} is already a plain weights file, not a training checkpoint")
-    if checkpoint.get("quantization"):
+    if checkpoint.get(QUANTIZATION_KEY):
         raise UserError(f"{checkpoint_path} is an INT8-quantized checkpoint, and a plain weights file cannot carry its "
                         f"quantizer state: use the checkpoint itself (classify.py, model2onnx.py, quant_main.py)")
     which_weights = "ema" if ema else "raw"

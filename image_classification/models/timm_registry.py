@@ -25,7 +25,8 @@ import sys
 
 from common.cli_errors import UserError
 
-from .registry import ModelInfo, create_model, get_model_info, list_models
+from .factory import create_model
+from .registry import ModelInfo, get_model_info, list_models
 
 TIMM_PREFIX = "nvidia_"
 PAPERS = {"efficientnet": "arXiv:1905.11946", "gpunet": "arXiv:2205.00841"}

@@ -19,6 +19,7 @@ import json
 import os
 import struct
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -207,7 +208,9 @@ def is_hf_folder(path: Path) -> bool:
     return path.is_dir() and (path / HF_CONFIG).is_file()
 
 
-def read_hf_folder(path: Path) -> dict:
+def read_hf_folder(path: Path, read_checkpoint: Callable[[Path], dict]) -> dict:
+    """The checkpoint a Hugging Face-style folder holds; a legacy pytorch_model.bin is read by `read_checkpoint`
+    (checkpoint.py's, which calls this: passed in so that this module, beneath it, need not import it)."""
     weights = path / HF_WEIGHTS
     if not weights.is_file():
         legacy = path / "pytorch_model.bin"
@@ -223,8 +226,6 @@ def read_hf_folder(path: Path) -> dict:
     if weights.suffix == ".safetensors":
         loaded = read_safetensors(weights)
     else:
-        from .checkpoint import read_checkpoint
-
         loaded = read_checkpoint(weights)
     state_dict = loaded["state_dict"] if "state_dict" in loaded and isinstance(loaded["state_dict"], dict) else loaded
     own = config.get(RECORD_KEY)

@@ -13,5 +13,5 @@ for, and then a missing install is one line that says how to get it.
 - summary: the quantizer summary printed after calibration
 - trainer: QuantTrainer, the Trainer whose checkpoints record the quantizer state
 - options: the quantization flags of main.py's dialect (--quantize, --calib-method, --num-calib-batches, ...)
-- workflow: quant_main.py and launch.py --mode quantize
+- workflow: what quant_main.py and launch.py --mode quantize run (their command line: cli/quantize.py)
 """

@@ -4,32 +4,18 @@ A quantized checkpoint is one of this project's training checkpoints plus a `qua
 `modelopt_state` (modelopt's description of the quantizers: which modules were swapped, each quantizer's settings)
 and how it was calibrated. The quantizers' ranges (`..._quantizer._amax`) are in `state_dict` with the weights.
 Loading one means: build the FP32 architecture the checkpoint names, restore the quantizers from `modelopt_state`,
-then load `state_dict` as usual. Everything here except `make_record` and `restore_quantizers` works without modelopt.
+then load `state_dict` as usual. Reading the entry is the checkpoint format's (models/checkpoint.py); the loaders
+there call `restore_quantizers` when the caller passes it. Everything here except `make_record` and
+`restore_quantizers` works without modelopt.
 """
 from __future__ import annotations
 
-import os
 import sys
 
 import torch.nn as nn
 
 from common.cli_errors import UserError
-
-RECORD_KEY = "quantization"
-
-
-def quantization_record(checkpoint) -> dict | None:
-    """The checkpoint's quantization record, or None for an FP32 checkpoint (or a plain state dict)."""
-    if not isinstance(checkpoint, dict):
-        return None
-    record = checkpoint.get(RECORD_KEY)
-    return record if isinstance(record, dict) and "modelopt_state" in record else None
-
-
-def read_record(path: str | os.PathLike) -> dict | None:
-    from image_classification.models.checkpoint import read_checkpoint
-
-    return quantization_record(read_checkpoint(path))
+from image_classification.models.checkpoint import quantization_record, read_checkpoint
 
 
 def is_quantized_model(model: nn.Module) -> bool:
@@ -76,8 +62,6 @@ def check_fp32_run(cfg, prog: str = "main.py"):
     """An FP32 training run must not start from INT8 weights: it would train the fake-quantized model and write
     checkpoints without the quantizer state. Evaluation is fine: the loaders rebuild the quantizers, and the
     GPU fast path (which folds BatchNorm into the weights the ranges were calibrated for) is turned off."""
-    from image_classification.models.checkpoint import read_checkpoint
-
     quantized = [path for path in (cfg.pretrained_from_file, cfg.resume)
                  if path and quantization_record(read_checkpoint(path)) is not None]
     if not quantized:

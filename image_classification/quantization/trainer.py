@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 from common.cli_errors import UserError
+from image_classification.models.checkpoint import QUANTIZATION_KEY
 from image_classification.training.trainer import Trainer
 
-from .state import RECORD_KEY, is_quantized_model, make_record
+from .state import is_quantized_model, make_record, restore_quantizers
 
 
 class QuantTrainer(Trainer):
@@ -17,7 +18,7 @@ class QuantTrainer(Trainer):
     """
 
     def __init__(self, cfg):
-        super().__init__(cfg)
+        super().__init__(cfg, restore_quantizers=restore_quantizers)
         if not is_quantized_model(self.model):
             raise UserError(f"{cfg.pretrained_from_file or 'the starting weights'} holds no quantizer state: QAT "
                             f"starts from a calibrated checkpoint (quant_main.py writes one from FP32 weights)")
@@ -29,4 +30,4 @@ class QuantTrainer(Trainer):
     def extra_checkpoint_state(self, epoch: int) -> dict:
         details = dict(getattr(self.model, "quantization", {}))
         details["qat_epochs"] = epoch
-        return {RECORD_KEY: make_record(self.model, **details)}
+        return {QUANTIZATION_KEY: make_record(self.model, **details)}

@@ -1,4 +1,6 @@
-"""quant_main.py and launch.py --mode quantize: FP32 weights -> calibrated INT8 model (PTQ) -> QAT -> checkpoints.
+"""What quant_main.py and launch.py --mode quantize run: FP32 weights -> calibrated INT8 model (PTQ) -> QAT ->
+checkpoints. Their command line (the parser's defaults, the architecture a checkpoint names, the preset check) is
+image_classification/cli/quantize.py's; this module starts from the TrainingConfig and the QuantOptions.
 
     python efficientnet/quant_main.py --arch efficientnet-quant-b0 --pretrained-from-file fp32.pth.tar [flags] DATA
     python efficientnet/launch.py --model efficientnet-quant-b0 --mode quantize --precision AMP --platform DGXA100 \\
@@ -17,7 +19,6 @@ ONNX) and --resume rebuild the quantized model from the file alone.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
@@ -26,36 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from common.cli_errors import UserError
-from image_classification.cli import convnets
 
-from .options import QuantOptions, options_from_args
+from .options import QuantOptions
 
 CALIBRATED_FILE = "calibrated.pth.tar"
 QUANTIZER_LIST = "quant_summary.txt"
-
-
-def build_parser(dialect: convnets.Dialect):
-    """main.py's parser with quantization on: quant_main.py's command line. --arch defaults to the architecture of
-    a quantized starting checkpoint (its quantizers fit no other), else to the dialect's default."""
-    parser = convnets.build_parser(dialect)
-    parser.set_defaults(quantize=True, arch=None)
-    return parser
-
-
-def resolve_arch(args: argparse.Namespace, dialect: convnets.Dialect) -> None:
-    if args.arch is not None:
-        return
-    from image_classification.models.checkpoint import read_checkpoint
-
-    from .state import quantization_record
-
-    args.arch = dialect.default_arch
-    start = args.resume if args.resume != "auto" else None
-    start = start or args.pretrained_from_file
-    if start and Path(start).is_file():
-        checkpoint = read_checkpoint(start)
-        if quantization_record(checkpoint) is not None and isinstance(checkpoint.get("arch"), str):
-            args.arch = checkpoint["arch"]
 
 
 @dataclass(frozen=True)
@@ -65,18 +41,18 @@ class Start:
 
 
 def starting_point(cfg, opts: QuantOptions) -> Start:
-    from .state import read_record
+    from image_classification.models.checkpoint import read_quantization_record
 
     if cfg.resume:
         if cfg.pretrained_from_file or cfg.pretrained:
             raise UserError("--resume continues a quantized run with its own weights: drop --pretrained-from-file "
                             "and --pretrained")
-        if read_record(cfg.resume) is None:
+        if read_quantization_record(cfg.resume) is None:
             raise UserError(f"{cfg.resume} holds FP32 weights (no quantizer state): quantize them with "
                             f"--pretrained-from-file {cfg.resume}; --resume continues a quantized run")
         return Start("resume", cfg.resume)
     if cfg.pretrained_from_file:
-        if read_record(cfg.pretrained_from_file) is not None:
+        if read_quantization_record(cfg.pretrained_from_file) is not None:
             return Start("quantized", cfg.pretrained_from_file)
         if opts.skip_calibration:
             raise UserError(f"--skip-calibration needs a quantized checkpoint, and {cfg.pretrained_from_file} holds "
@@ -99,16 +75,18 @@ def _model_cfg(info, cfg, image_size: int, crop_pct: float, mean, std) -> dict:
 def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
     """Calibrate the FP32 model, print the quantizer summary, validate (unless --training-only) and write the
     calibrated checkpoint; returns the PTQ summary (val metrics, checkpoint path)."""
-    import torch  # here, not at the top: quant_main.py --help builds its parser from this module without torch
+    import torch  # here, not at the top: quant_main.py --help imports this module (cli/quantize.py) without torch
 
+    from common.atomic_files import atomic_save
     from image_classification.inference.evaluate import evaluate
     from image_classification.models import create_model, get_model_info
-    from image_classification.training import distributed as D
-    from image_classification.training.checkpointing import FORMAT, atomic_save
+    from image_classification.models.checkpoint import QUANTIZATION_KEY
+    from image_classification.runtime import distributed as D
+    from image_classification.training.checkpointing import FORMAT
     from image_classification.training.run_data import build_run_data
 
     from .calibrate import calibrate, calibration_loader
-    from .state import RECORD_KEY, make_record
+    from .state import make_record
     from .summary import format_summary, write_quantizer_list
 
     dist = D.init_distributed(cfg.device, cfg.dist_timeout)
@@ -173,7 +151,7 @@ def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
             "best_prec1": metrics.get("top1", 0.0),
             "best_epoch": -1,
             "state_dict": model.state_dict(),
-            RECORD_KEY: make_record(model, **details),
+            QUANTIZATION_KEY: make_record(model, **details),
             "config": cfg.to_dict(),
         }, path)
         log(f"=> calibrated checkpoint: {path}", flush=True)
@@ -185,7 +163,7 @@ def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
 def quantization_aware_training(cfg, announce: bool) -> dict:
     """QAT (or, with --evaluate, validation) of the quantized model in cfg.pretrained_from_file; `announce` prints
     its quantizer summary (a calibration that just ran has printed it already)."""
-    from image_classification.training import distributed as D
+    from image_classification.runtime import distributed as D
 
     from .summary import describe_record, format_summary
     from .trainer import QuantTrainer
@@ -212,34 +190,8 @@ def _write_summary(summary: dict, workspace: Path) -> None:
         json.dump(summary, f, indent=2, default=str)
 
 
-def check_launch_preset(args: argparse.Namespace) -> None:
-    """launch.py --mode quantize takes its QAT recipe from the model's preset; an FP32 training preset (hundreds of
-    epochs, warmup, heavy augmentation) would be a wrong recipe, not a quantization run."""
-    launch = getattr(args, "launch", None)
-    if not launch:
-        return
-    from common.config_presets import load_presets
-
-    presets = load_presets(launch["cfg_file"])
-    preset = presets["models"][launch["model"]][launch["platform"]][launch["precision"]] or {}
-    if not preset.get("quantize"):
-        quantizing = sorted(name for name, platforms in presets["models"].items()
-                            if any((p or {}).get("quantize") for ps in platforms.values() for p in (ps or {}).values()))
-        raise UserError(f"{launch['model']}'s preset is an FP32 training recipe, not a quantization one: quantize "
-                        f"with --model {' or '.join(quantizing) or '<a model whose preset sets quantize: true>'}")
-
-
-def run(args: argparse.Namespace, dialect: convnets.Dialect) -> dict | None:
-    from common.gpu_affinity import set_affinity
-    from image_classification.training import distributed as D
-    from image_classification.training.trainer import print_summary
-
-    from .backend import import_modelopt
-
-    opts = options_from_args(args)
-    check_launch_preset(args)
-    resolve_arch(args, dialect)
-    cfg = convnets.config_from_args(args, dialect)
+def quantization_config(cfg):
+    """`cfg` as a quantization run needs it (in place; returned): eager QAT, and no inference fast path."""
     if cfg.compile and not cfg.evaluate:
         # Measured on the CPU: Dynamo guards on every quantized module's own class, recompiles past its limit and
         # falls back to eager: an epoch of 4 steps took 37 s instead of 1.2 s (val top1 62.5% vs 61.7%). The
@@ -250,9 +202,18 @@ def run(args: argparse.Namespace, dialect: convnets.Dialect) -> dict | None:
     # The GPU inference fast path folds BatchNorm into the convolution weights, whose INT8 ranges were calibrated
     # on the unfolded weights: quantized models are validated as they are.
     cfg.fast_inference = False
-    if args.dry_run:
-        print(json.dumps({**cfg.to_dict(), "quantization": dataclasses.asdict(opts)}, indent=2, default=str))
-        return None
+    return cfg
+
+
+def quantize(cfg, opts: QuantOptions) -> dict:
+    """The whole run from where it starts (see the module's docstring); returns its summary. `cfg` has been
+    through `quantization_config`."""
+    from common.gpu_affinity import set_affinity
+    from image_classification.runtime import distributed as D
+    from image_classification.training.trainer import print_summary
+
+    from .backend import import_modelopt
+
     import_modelopt()
     start = starting_point(cfg, opts)
     set_affinity(cfg.gpu_affinity)

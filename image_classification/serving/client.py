@@ -24,6 +24,7 @@ from common.cli_errors import UserError
 from . import model_config as mc
 
 if TYPE_CHECKING:
+    from image_classification.models.checkpoint import QuantizerRestorer
     from image_classification.preprocessing import Preprocessing
 
 PROTOCOLS = ("http", "grpc")
@@ -287,6 +288,9 @@ class ClientOptions:
     workers: int = 4
     timeout: float = 60.0
     log: object = field(default=print, repr=False)
+    # quantization.state.restore_quantizers, from the command line above the quantization package: lets the
+    # checkpoint be INT8-quantized (without it one is refused).
+    restore_quantizers: QuantizerRestorer | None = field(default=None, repr=False)
 
 
 def _local_model(options: ClientOptions):
@@ -294,7 +298,8 @@ def _local_model(options: ClientOptions):
         return None
     from image_classification.inference.classify import load_classifier
 
-    return load_classifier(None, options.weights, device="cpu", precision="fp32", fast=False, labels=options.labels)
+    return load_classifier(None, options.weights, device="cpu", precision="fp32", fast=False, labels=options.labels,
+                           restore_quantizers=options.restore_quantizers)
 
 
 def run_client(options: ClientOptions) -> dict:

@@ -10,11 +10,15 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from common.cli_errors import UserError
+
+if TYPE_CHECKING:
+    from image_classification.models.checkpoint import QuantizerRestorer
 
 DEVICES = ("cpu", "cuda")
 
@@ -73,10 +77,12 @@ def load_serving_model(
     compile: bool = True,
     weights_kind: str = "auto",
     log=None,
+    restore_quantizers: QuantizerRestorer | None = None,
 ) -> ServingModel:
     """Load a checkpoint (any layout the project reads) for serving batches of up to `max_batch_size` images.
 
     precision: fp16 (the default on a GPU) or fp32 (the default, and the only choice, on a CPU).
+    restore_quantizers (quantization.state's, passed by the command line): lets `weights` be INT8-quantized.
     """
     from image_classification.inference.classify import load_classifier
     from image_classification.inference.fast import fast_predictor, prepare_for_inference
@@ -91,7 +97,7 @@ def load_serving_model(
         raise UserError(f"the largest batch must be at least 1, got {max_batch_size}")
     # Loaded on the CPU in fp32; the predictor below moves and casts its own copy.
     classifier = load_classifier(arch, weights, device="cpu", pretrained=pretrained, precision="fp32", fast=False,
-                                 weights_kind=weights_kind)
+                                 weights_kind=weights_kind, restore_quantizers=restore_quantizers)
     prep = classifier.preprocessing
     preprocessing = {"image_size": prep.image_size, "resize_size": prep.resize_size, "crop_pct": prep.crop_pct,
                      "interpolation": prep.interpolation, "mean": list(prep.mean), "std": list(prep.std)}

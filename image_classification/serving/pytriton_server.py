@@ -26,11 +26,15 @@ import warnings
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common.atomic_files import atomic_write
 from common.cli_errors import UserError
 
 from . import model_config as mc
+
+if TYPE_CHECKING:
+    from image_classification.models.checkpoint import QuantizerRestorer
 
 HOST = "127.0.0.1"
 DEFAULT_PORTS = {"http": 8000, "grpc": 8001, "metrics": 8002}
@@ -62,6 +66,9 @@ class ServeOptions:
     ready_file: str | None = None
     verbose: bool = False
     log: object = field(default=print, repr=False)
+    # quantization.state.restore_quantizers, from the command line above the quantization package: lets the
+    # checkpoint be INT8-quantized (without it one is refused).
+    restore_quantizers: QuantizerRestorer | None = field(default=None, repr=False)
 
 
 # --- environment --------------------------------------------------------------------------------------------------
@@ -188,7 +195,8 @@ def load_models(options: ServeOptions) -> list:
 
     return [load_serving_model(options.weights, arch=options.arch, pretrained=options.pretrained,
                                device=options.device, precision=options.precision,
-                               max_batch_size=options.max_batch_size, compile=options.compile)
+                               max_batch_size=options.max_batch_size, compile=options.compile,
+                               restore_quantizers=options.restore_quantizers)
             for _ in range(options.instances)]
 
 

@@ -19,11 +19,15 @@ import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from common.cli_errors import UserError
 
 from . import model_config as mc
 from .python_backend import CHECKPOINT_PARAMETER, COMPILE_PARAMETER, PRECISION_PARAMETER
+
+if TYPE_CHECKING:
+    from image_classification.models.checkpoint import QuantizerRestorer
 
 VERSION = "1"
 PYTHON_CHECKPOINT = "model.pth.tar"
@@ -63,6 +67,9 @@ class DeployOptions:
     compile: bool = True
     force: bool = False
     log: object = field(default=print, repr=False)
+    # quantization.state.restore_quantizers, from the command line above the quantization package: lets the
+    # checkpoint be INT8-quantized (without it one is refused).
+    restore_quantizers: QuantizerRestorer | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -233,7 +240,8 @@ def deploy(options: DeployOptions) -> DeployResult:
     check_repository(repository, options.name, options.force)
 
     classifier = load_classifier(options.arch, options.weights, device="cpu", pretrained=options.pretrained,
-                                 precision="fp32", fast=False, weights_kind=options.weights_kind)
+                                 precision="fp32", fast=False, weights_kind=options.weights_kind,
+                                 restore_quantizers=options.restore_quantizers)
     name = options.name or classifier.arch
     check_repository(repository, mc.check_model_name(name), options.force)
     prep = classifier.preprocessing

@@ -6,8 +6,6 @@ schedule position, the position inside an interrupted epoch, every rank's RNG st
 """
 from __future__ import annotations
 
-import io
-import os
 import random
 import re
 import shutil
@@ -16,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from common.atomic_files import atomic_write
+from common.atomic_files import atomic_save, atomic_write
 from common.cli_errors import UserError
 
 from .config import TIMM_LATEST
@@ -29,18 +27,6 @@ class CheckpointWriteError(UserError):
 EPOCH_FILE = re.compile(r"checkpoint_(\d{4,})\.pth\.tar$")
 TIMM_EPOCH_FILE = re.compile(r"checkpoint-(\d+)\.pth\.tar$")
 BEST = "model_best.pth.tar"
-
-
-def atomic_save(obj, path: str | os.PathLike) -> Path:
-    """torch.save that never leaves a truncated file behind, even if the run is killed mid-write.
-
-    Serialised in memory first: torch.save writing into a file that hits a full disk fails with an opaque
-    RuntimeError ("unexpected pos"), while a plain write fails with ENOSPC and the file's name."""
-    buffer = io.BytesIO()
-    torch.save(obj, buffer)
-    with atomic_write(path, durable=True) as f:
-        f.write(buffer.getbuffer())
-    return Path(path)
 
 
 def atomic_copy(src: Path, dst: Path) -> Path:
@@ -240,7 +226,7 @@ class CheckpointWriter:
 
     def save(self, make_state, *, epoch: int, iteration: int, is_best: bool, metric: float | None) -> Path | None:
         """`make_state()` builds the state dict (only where it is written); `epoch` is the next epoch to run."""
-        from . import distributed as D
+        from ..runtime import distributed as D
 
         rngs = D.gather_objects(rng_state())
         path, error = None, None

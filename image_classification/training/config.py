@@ -218,7 +218,7 @@ class TrainingConfig:
              f"{flag('compile_mode')} must be default, reduce-overhead, max-autotune or max-autotune-no-cudagraphs, "
              f"got {self.compile_mode!r}")
         if self.compile_options:
-            from image_classification.inference.fast import unknown_inductor_options
+            from image_classification.runtime.compile_options import unknown_inductor_options
 
             unknown = unknown_inductor_options(self.compile_options)
             need(not unknown, f"{flag('compile_options')}: unknown TorchInductor option(s): {', '.join(unknown)}")

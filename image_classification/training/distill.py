@@ -12,10 +12,11 @@ import torch.nn.functional as F
 
 from common.cli_errors import UserError
 from image_classification.models import create_model, get_model_info
-from image_classification.models.checkpoint import load_pretrained
+from image_classification.models.checkpoint import QuantizerRestorer, load_pretrained
 
 
-def build_teacher(name: str, checkpoint: str | None, num_classes: int) -> nn.Module:
+def build_teacher(name: str, checkpoint: str | None, num_classes: int, *,
+                  restore_quantizers: QuantizerRestorer | None = None) -> nn.Module:
     """The teacher in eval mode with frozen weights: a registered model name first, else a timm model name."""
     if not checkpoint:
         raise UserError("distillation needs the teacher's weights: pass --teacher-checkpoint FILE "
@@ -25,7 +26,8 @@ def build_teacher(name: str, checkpoint: str | None, num_classes: int) -> nn.Mod
     except UserError:
         info = None
     if info is not None:
-        teacher = create_model(info.name, pretrained=checkpoint, num_classes=num_classes)
+        teacher = create_model(info.name, pretrained=checkpoint, num_classes=num_classes,
+                               restore_quantizers=restore_quantizers)
     else:
         import timm
 
@@ -33,7 +35,7 @@ def build_teacher(name: str, checkpoint: str | None, num_classes: int) -> nn.Mod
             raise UserError(f"unknown teacher {name!r}: neither a registered model nor a timm model")
         teacher = timm.create_model(name, pretrained=False, num_classes=num_classes)
         teacher.pretrained_cfg = {**getattr(teacher, "pretrained_cfg", {}), "architecture": name}
-        load_pretrained(teacher, checkpoint)
+        load_pretrained(teacher, checkpoint, restore_quantizers=restore_quantizers)
     teacher.eval()
     for p in teacher.parameters():
         p.requires_grad_(False)

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from common.cli_errors import UserError
 
-from . import distributed as D
+from ..runtime import distributed as D
 
 EXIT_DIVERGED = 3
 

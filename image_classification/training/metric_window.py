@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from . import distributed as D
+from ..runtime import distributed as D
 from .step import StepLosses
 
 

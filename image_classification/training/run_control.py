@@ -12,7 +12,7 @@ import signal
 
 import torch
 
-from . import distributed as D
+from ..runtime import distributed as D
 
 
 class StopSignals:

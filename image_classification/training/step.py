@@ -61,7 +61,7 @@ class TrainingStep:
                 model, device_ids=[self.device] if self.device.type == "cuda" else None
             )
         if cfg.compile:
-            from image_classification.inference.fast import compile_with_options, configure_compile_cache
+            from image_classification.runtime.compile_options import compile_with_options, configure_compile_cache
 
             # DDP-aware compilation splits at bucket boundaries, so the DDP wrapper is what gets compiled.
             configure_compile_cache()

@@ -29,9 +29,14 @@ from common.workspace_lock import WorkspaceLock
 from image_classification.data.batch_augmentations import build_batch_augmentations
 from image_classification.inference.evaluate import evaluate
 from image_classification.models import create_model, get_model_info
-from image_classification.models.checkpoint import load_state_dict_checked, read_checkpoint, strip_prefixes
+from image_classification.models.checkpoint import (
+    QuantizerRestorer,
+    load_state_dict_checked,
+    read_checkpoint,
+    strip_prefixes,
+)
 
-from . import distributed as D
+from ..runtime import distributed as D
 from .checkpointing import CheckpointWriter, set_rng_state
 from .config import TrainingConfig
 from .distill import Resized, build_teacher
@@ -102,7 +107,9 @@ def _write_json_atomic(data: dict, path: Path) -> None:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainingConfig):
+    def __init__(self, cfg: TrainingConfig, *, restore_quantizers: QuantizerRestorer | None = None):
+        """`restore_quantizers` (quantization.state's) lets the starting weights and the teacher be INT8-quantized
+        checkpoints; without it they are refused in one line."""
         self.cfg = cfg.validate()
         self.dist = D.init_distributed(cfg.device, cfg.dist_timeout)
         self.device = self.dist.device
@@ -133,7 +140,7 @@ class Trainer:
         pretrained = cfg.pretrained_from_file or (True if cfg.pretrained else None)
         self.model = create_model(
             cfg.arch, pretrained=pretrained, num_classes=self.num_classes, fresh_classifier=cfg.fresh_classifier,
-            weights=cfg.pretrained_weights, **cfg.model_kwargs,
+            weights=cfg.pretrained_weights, restore_quantizers=restore_quantizers, **cfg.model_kwargs,
         ).to(self.device, memory_format=_memory_format(cfg))
 
         self.iters_per_epoch = 0
@@ -144,7 +151,8 @@ class Trainer:
         self.batch_augmentations = []
         if distilling:
             # Never wrapped in DDP: it is not trained, so there is nothing to synchronise.
-            self.teacher = build_teacher(cfg.teacher, cfg.teacher_checkpoint, self.num_classes).to(
+            self.teacher = build_teacher(cfg.teacher, cfg.teacher_checkpoint, self.num_classes,
+                                         restore_quantizers=restore_quantizers).to(
                 self.device, memory_format=_memory_format(cfg))
         if not cfg.evaluate:
             self.iters_per_epoch = len(self.data.train)
@@ -682,9 +690,9 @@ class Trainer:
               f"(best {self.best_top1:.2f}), eta {time.strftime('%H:%M:%S', time.gmtime(eta))}", flush=True)
 
 
-def train(cfg: TrainingConfig) -> dict:
+def train(cfg: TrainingConfig, *, restore_quantizers: QuantizerRestorer | None = None) -> dict:
     try:
-        return Trainer(cfg).run()
+        return Trainer(cfg, restore_quantizers=restore_quantizers).run()
     except RuntimeError as exc:
         if not (D.is_initialized() and D.is_timeout(exc)):
             raise

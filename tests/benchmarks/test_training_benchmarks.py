@@ -89,13 +89,13 @@ def test_tuned_rows_get_fused_sgd_and_the_trainers_compile_settings(monkeypatch)
     import torch.nn as nn
 
     from benchmarks import train_speed
-    from image_classification.inference import fast
+    from image_classification.runtime import compile_options
 
     assert train_speed.tuned_settings(torch.device("cuda")) == (
         {"fused": True}, "reduce-overhead", {"realize_reads_threshold": 8}, "")
     compiled, optimizers = [], []
-    monkeypatch.setattr(fast, "compile_with_options", lambda model, mode, options: compiled.append((mode, options))
-                        or model)
+    monkeypatch.setattr(compile_options, "compile_with_options",
+                        lambda model, mode, options: compiled.append((mode, options)) or model)
     sgd = torch.optim.SGD
     monkeypatch.setattr(torch.optim, "SGD", lambda *a, **kw: optimizers.append(kw) or sgd(*a, **kw))
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1000))

@@ -123,7 +123,7 @@ def test_ratio_compares_each_fast_mode_with_the_best_tuned_peer_of_the_same_netw
 
 def test_tuned_peers_get_freezing_and_the_fast_paths_options_at_each_batch_size():
     from image_classification.benchmark import tuned_compile_options
-    from image_classification.inference.fast import SMALL_BATCH
+    from image_classification.runtime.compile_options import SMALL_BATCH
 
     assert tuned_compile_options(1) == {"freezing": True, "conv_1x1_as_mm": True}
     assert tuned_compile_options(SMALL_BATCH + 1) == {"freezing": True}

@@ -237,19 +237,6 @@ def test_triton_kernels_are_refused_where_they_cannot_run():
     assert prepare_for_inference(model, device="cpu", precision="fp32").fused_blocks == 0
 
 
-def test_compile_cache_folder(monkeypatch, tmp_path):
-    monkeypatch.setenv("IMAGE_CLASSIFICATION_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "elsewhere"))
-    assert fast.configure_compile_cache() == tmp_path / "cache" / "inductor"  # the project's variable wins
-    assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(tmp_path / "cache" / "inductor")
-    monkeypatch.delenv("IMAGE_CLASSIFICATION_CACHE")
-    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "users-choice"))
-    assert fast.configure_compile_cache() == tmp_path / "users-choice"  # a user's own inductor folder is kept
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR")
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
-    assert fast.configure_compile_cache() == tmp_path / "xdg" / "image_classification" / "inductor"
-
-
 COMPILE_SCRIPT = textwrap.dedent("""
     import json, torch
     from torch._dynamo.utils import counters
@@ -330,15 +317,6 @@ def test_cuda_fp16_weights_and_cuda_graph(compile_mode):
         prepare_for_inference(model, device="cuda", compile="reduce-overhead", cuda_graph=True, batch_size=1)
     with pytest.raises(UserError, match="give the batch size"):
         prepare_for_inference(model, device="cuda", cuda_graph=True)
-
-
-def test_fast_compile_options_by_batch_size():
-    from image_classification.inference.fast import FAST_COMPILE_OPTIONS, SMALL_BATCH, fast_compile_options
-
-    assert fast_compile_options(1) == FAST_COMPILE_OPTIONS and fast_compile_options(None) == FAST_COMPILE_OPTIONS
-    assert fast_compile_options(SMALL_BATCH + 1) == {}
-    fast_compile_options(1)["freezing"] = False  # callers get a copy
-    assert FAST_COMPILE_OPTIONS["freezing"] is True
 
 
 def test_unknown_inductor_option_is_one_clear_error():

@@ -30,6 +30,7 @@ def test_model2onnx_exports_qdq_that_onnxruntime_runs_like_fake_quant(qat_run, d
 
     from efficientnet import model2onnx
     from image_classification.inference.classify import load_classifier
+    from image_classification.quantization.state import restore_quantizers
     from image_classification.quantization.summary import quantizer_counts
 
     _, workspace = qat_run
@@ -39,7 +40,7 @@ def test_model2onnx_exports_qdq_that_onnxruntime_runs_like_fake_quant(qat_run, d
     assert proc.returncode == 0, proc.stderr
     found = re.search(r"Q/DQ nodes: (\d+) QuantizeLinear, (\d+) DequantizeLinear", proc.stdout)
     assert found, proc.stdout
-    classifier = load_classifier(None, best, device="cpu")
+    classifier = load_classifier(None, best, device="cpu", restore_quantizers=restore_quantizers)
     enabled = quantizer_counts(classifier.model)["enabled"]
     assert int(found.group(1)) == int(found.group(2)) == enabled > 0
     assert "max abs difference vs the fake-quantized PyTorch model" in proc.stdout
@@ -120,8 +121,9 @@ def test_the_onnxruntime_check_catches_wrong_ranges(qat_run):
 
     from image_classification.export.onnx import VerificationError, export_onnx_bytes, verify_onnx
     from image_classification.models.loading import load_checkpoint_model
+    from image_classification.quantization.state import restore_quantizers
 
-    model = load_checkpoint_model(qat_run[1] / "model_best.pth.tar").model
+    model = load_checkpoint_model(qat_run[1] / "model_best.pth.tar", restore_quantizers=restore_quantizers).model
     data = export_onnx_bytes(model, image_size=32)
     verify_onnx(data, model, image_size=32, quantized=True)
     wrong = copy.deepcopy(model)

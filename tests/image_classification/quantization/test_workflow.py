@@ -10,6 +10,7 @@ import torch
 
 from image_classification.models import create_model
 from image_classification.models.checkpoint import read_checkpoint
+from image_classification.quantization.state import restore_quantizers
 from tests.conftest import run_in_process as cli
 
 from .conftest import DIGITS, quant_main
@@ -40,7 +41,8 @@ def test_calibrated_model_really_quantizes(fp32_digits, ptq_runs, digits_root):
     _, weights = fp32_digits
     calibrated = ptq_runs["max"]["checkpoint"]
     fp32 = create_model("efficientnet-b0", pretrained=weights, num_classes=10, bn_momentum=0.1).eval()
-    int8 = create_model("efficientnet-b0", pretrained=calibrated, num_classes=10, bn_momentum=0.1).eval()
+    int8 = create_model("efficientnet-b0", pretrained=calibrated, num_classes=10, bn_momentum=0.1,
+                        restore_quantizers=restore_quantizers).eval()
     # Held-out digits, preprocessed as validation did: on real images the two must agree (on noise, whose logits
     # are near ties, a 5-of-8 agreement said nothing about quantization).
     prep = load_classifier(None, weights, device="cpu", fast=False)
@@ -66,7 +68,8 @@ def test_quantizers_where_tensorrt_wants_them(ptq_runs):
     from image_classification.models.layers import SqueezeExcitation, StochasticDepthResidual
     from image_classification.quantization.summary import quantizer_counts
 
-    model = create_model("efficientnet-b0", pretrained=ptq_runs["histogram"]["checkpoint"], num_classes=10)
+    model = create_model("efficientnet-b0", pretrained=ptq_runs["histogram"]["checkpoint"], num_classes=10,
+                         restore_quantizers=restore_quantizers)
     convs = sum(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     linears = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
     se = sum(isinstance(m, SqueezeExcitation) for m in model.modules())

@@ -34,7 +34,7 @@ def test_compiled_step_matches_the_eager_step(digits_root, tmp_path, monkeypatch
 
 
 def test_compile_gets_the_training_inductor_options(digits_root, tmp_path, monkeypatch):
-    from image_classification.inference import fast
+    from image_classification.runtime import compile_options
     from image_classification.training.step import TRAINING_INDUCTOR_OPTIONS
 
     seen = []
@@ -43,7 +43,7 @@ def test_compile_gets_the_training_inductor_options(digits_root, tmp_path, monke
         seen.append((mode, options))
         return module  # train eagerly: only the arguments matter here
 
-    monkeypatch.setattr(fast, "compile_with_options", spy)
+    monkeypatch.setattr(compile_options, "compile_with_options", spy)
     run(digits_root, tmp_path / "defaults", "--epochs", 1, "--prof", 1, "-j", 0, "--training-only", "--compile")
     run(digits_root, tmp_path / "mine", "--epochs", 1, "--prof", 1, "-j", 0, "--training-only", "--compile",
         "--compile-mode", "max-autotune-no-cudagraphs", "--compile-option", "realize_reads_threshold=4",
@@ -85,7 +85,7 @@ def test_training_options_keep_recomputed_batchnorm_out_of_fp32_buffers():
     import torch._inductor.config as inductor_config
     from torch._inductor.utils import run_and_get_code
 
-    from image_classification.inference.fast import compile_with_options
+    from image_classification.runtime.compile_options import compile_with_options
     from image_classification.training.step import TRAINING_INDUCTOR_OPTIONS
 
     def fp32_activation_buffers(options: dict) -> int:
