@@ -255,10 +255,15 @@ def restore_recorded_quantizers(model: nn.Module, checkpoint: dict, source: str,
                                 restore_quantizers: QuantizerRestorer | None) -> nn.Module:
     """Give `model` the INT8 quantizers a quantized checkpoint was saved with, so that its state dict fits; FP32
     checkpoints leave the model as it is. Call it between building the model and loading weights. Without
-    `restore_quantizers` an INT8 checkpoint is left to `load_state_dict_checked`, which refuses it in one line."""
+    `restore_quantizers` an INT8 checkpoint is refused in one line that says how to load it."""
     record = quantization_record(checkpoint)
-    if record is not None and restore_quantizers is not None:
-        restore_quantizers(model, record, source)
+    if record is None:
+        return model
+    if restore_quantizers is None:
+        raise UserError(f"{source} holds an INT8-quantized model: load it with quant_main.py (--resume, --evaluate), "
+                        f"classify.py or model2onnx.py, which restore its quantizers (from Python, pass "
+                        f"restore_quantizers=image_classification.quantization.state.restore_quantizers)")
+    restore_quantizers(model, record, source)
     return model
 
 

@@ -96,6 +96,12 @@ def test_quantized_checkpoint_refused_as_fp32(qat_run, digits_root, tmp_path, ca
     proc = cli(capsys, checkpoint2model.main, "--checkpoint-path", best, "--weight-path", tmp_path / "w.pth")
     assert_one_line_error(proc, "INT8-quantized checkpoint", "cannot carry its quantizer state")
 
+    # From Python, the checkpoint itself loads only with the quantization package's restorer, and says so.
+    with pytest.raises(UserError) as err:
+        create_model("efficientnet-b0", pretrained=best, num_classes=10)
+    assert "restore_quantizers=image_classification.quantization.state.restore_quantizers" in str(err.value)
+    assert "\n" not in str(err.value)
+
     # Its bare state dict has lost the quantizer description: an FP32 model cannot take the ranges.
     plain = tmp_path / "int8_state_dict.pth"
     torch.save(read_checkpoint(best)["state_dict"], plain)
