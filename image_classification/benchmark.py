@@ -44,8 +44,8 @@ import torch.nn as nn
 
 from common.cli_errors import ArgumentParser, UserError, non_negative_int, positive_float, positive_int, run_cli
 
-# The fast path with freezing at every batch size, to measure per batch size whether it beats the fast path's rule
-# (runtime/compile_options.py: freezing and 1x1-as-matmul only for batches <= SMALL_BATCH) before that rule changes.
+# The fast path with fixed options at every batch size, to measure per batch size whether they beat the fast path's
+# rule (runtime/compile_options.py: freezing and 1x1-as-matmul for batches <= SMALL_BATCH, freezing above).
 FROZEN_FAST_OPTIONS = {"fast-frozen": {"freezing": True}, "fast-frozen-mm": {"freezing": True, "conv_1x1_as_mm": True}}
 FAST_MODES = ("fast", "fast-triton", *FROZEN_FAST_OPTIONS)
 MODES = ("eager", "channels_last", "graph", "folded", "folded-graph", "compile", "compile-graph", *FAST_MODES,

@@ -3,6 +3,7 @@ import os
 
 from image_classification.runtime.compile_options import (
     FAST_COMPILE_OPTIONS,
+    LARGE_BATCH_OPTIONS,
     SMALL_BATCH,
     configure_compile_cache,
     fast_compile_options,
@@ -24,6 +25,6 @@ def test_compile_cache_folder(monkeypatch, tmp_path):
 
 def test_fast_compile_options_by_batch_size():
     assert fast_compile_options(1) == FAST_COMPILE_OPTIONS and fast_compile_options(None) == FAST_COMPILE_OPTIONS
-    assert fast_compile_options(SMALL_BATCH + 1) == {}
+    assert fast_compile_options(SMALL_BATCH + 1) == LARGE_BATCH_OPTIONS == {"freezing": True}
     fast_compile_options(1)["freezing"] = False  # callers get a copy
     assert FAST_COMPILE_OPTIONS["freezing"] is True
