@@ -126,13 +126,13 @@ def profile_replay(graph, replays: int = 20) -> dict:
     """Kernels per forward and GPU time by kernel kind, from replaying a captured CUDA graph under the profiler."""
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+    with profile(activities=[ProfilerActivity.CUDA]) as profiler:
         for _ in range(replays):
             graph.replay()
         torch.cuda.synchronize()
     kinds: dict[str, list[float]] = {}
     count = 0
-    for evt in prof.events():
+    for evt in profiler.events():
         if evt.device_type == torch.autograd.DeviceType.CUDA:
             count += 1
             entry = kinds.setdefault(kernel_kind(evt.name), [0, 0.0])
@@ -432,7 +432,7 @@ def main(argv=None):
             size = args.image_size or info.input_size
             traffic = layer_traffic(create_model(name), size)
             for bs in args.batch_size:
-                common = dict(batch_size=bs, image_size=size, precision=precision, device=device,
+                timing_args = dict(batch_size=bs, image_size=size, precision=precision, device=device,
                               warmup=args.warmup, iters=args.iters or (200 if bs == 1 else 50),
                               profile_graphs=args.profile)
                 jobs = [("ours", name, mode, lambda x, m=mode, n=name: build_runner(
@@ -444,7 +444,7 @@ def main(argv=None):
                     for source in args.peers if peer_label(source, name) for mode in args.peer_modes]
                 for source, label, mode, make in jobs:
                     try:
-                        row = measure(source, label, mode, make, **common)
+                        row = measure(source, label, mode, make, **timing_args)
                     except UserError as exc:
                         print(f"skipped {source} {label} {mode} batch {bs}: {exc}", file=sys.stderr, flush=True)
                         continue

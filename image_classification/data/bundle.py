@@ -39,7 +39,7 @@ def check_val_classes(train_classes, val_classes) -> list:
     return train_classes or val_classes
 
 
-def bundle(root, train, val, classes, *, num_classes: int | None, flag) -> DataBundle:
+def checked_bundle(root, train, val, classes, *, num_classes: int | None, flag) -> DataBundle:
     """Every backend's result, after the check of the class count the model expects (None: any)."""
     if num_classes is not None and num_classes != len(classes):
         named = flag("num_classes")

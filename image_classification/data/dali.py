@@ -337,7 +337,7 @@ def _dali_reason(text: str) -> str:
 def build_dali_data(cfg: DataConfig, *, gpu: bool, image_size: int, val_image_size: int, crop_pct: float, mean, std,
                     device: torch.device, memory_format: str, seed: int | None, num_classes: int | None, flag,
                     rank: int = 0, world_size: int = 1, need_train: bool = True, need_val: bool = True):
-    from .bundle import bundle, check_val_classes, split_folder
+    from .bundle import check_val_classes, checked_bundle, split_folder
     from .transforms import val_resize_size
 
     backend = "dali-gpu" if gpu else "dali-cpu"
@@ -355,7 +355,7 @@ def build_dali_data(cfg: DataConfig, *, gpu: bool, image_size: int, val_image_si
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist")
 
-    common = dict(
+    spec_args = dict(
         gpu_decode=gpu, device_id=device_id, crop_scale=tuple(cfg.crop_scale), crop_ratio=tuple(cfg.crop_ratio),
         hflip=cfg.hflip, vflip=cfg.vflip,
         fill_value=int(round(255 * sum(mean) / len(mean))),
@@ -377,7 +377,7 @@ def build_dali_data(cfg: DataConfig, *, gpu: bool, image_size: int, val_image_si
                 color_jitter = 0.0
         spec = PipelineSpec(train=True, image_size=image_size, resize_size=val_resize_size(image_size, crop_pct),
                             interpolation=interp, augmentation=augmentation, color_jitter=color_jitter,
-                            batch_size=cfg.batch_size, no_aug=cfg.no_aug, **common)
+                            batch_size=cfg.batch_size, no_aug=cfg.no_aug, **spec_args)
         ds = ImageFolderDataset(split_folder(root, cfg.train_split), None)
         per_rank = -(-len(ds) // world_size)
         if per_rank < cfg.batch_size:
@@ -390,11 +390,11 @@ def build_dali_data(cfg: DataConfig, *, gpu: bool, image_size: int, val_image_si
         spec = PipelineSpec(train=False, image_size=val_image_size,
                             resize_size=val_resize_size(val_image_size, crop_pct), interpolation=interp,
                             augmentation=None, color_jitter=cfg.color_jitter,
-                            batch_size=cfg.val_batch_size or cfg.batch_size, **common)
+                            batch_size=cfg.val_batch_size or cfg.batch_size, **spec_args)
         ds = ImageFolderDataset(split_folder(root, cfg.val_split), None)
         classes = check_val_classes(classes, ds.classes)
         val = DaliLoader(ds, spec, seed=seed, **loader_args)
     if classes is None:
         raise UserError("nothing to load: neither training nor validation data was asked for")
-    return bundle(root, train, val, classes, num_classes=num_classes, flag=flag)
+    return checked_bundle(root, train, val, classes, num_classes=num_classes, flag=flag)
 

@@ -362,7 +362,7 @@ def _mode(name: str, *, allow_random: bool) -> str:
 def build_gpu_decode_data(cfg: DataConfig, *, image_size: int, val_image_size: int, crop_pct: float, mean, std,
                           device: torch.device, memory_format: str, seed: int | None, num_classes: int | None, flag,
                           rank: int = 0, world_size: int = 1, need_train: bool = True, need_val: bool = True):
-    from .bundle import bundle, check_val_classes, split_folder
+    from .bundle import check_val_classes, checked_bundle, split_folder
 
     _check(cfg, need_train)
     root = Path(cfg.data)
@@ -405,4 +405,4 @@ def build_gpu_decode_data(cfg: DataConfig, *, image_size: int, val_image_size: i
         classes = check_val_classes(classes, folder.classes)
         val = make(folder, planner, size=val_image_size, batch_size=cfg.val_batch_size or cfg.batch_size,
                    shuffle=False, drop_last=False)
-    return bundle(root, train, val, classes, num_classes=num_classes, flag=flag)
+    return checked_bundle(root, train, val, classes, num_classes=num_classes, flag=flag)

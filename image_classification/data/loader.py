@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader
 
 from common.cli_errors import UserError
 
-from .bundle import DataBundle, bundle, check_val_classes, split_folder
+from .bundle import DataBundle, check_val_classes, checked_bundle, split_folder
 from .choices import BACKENDS
 from .config import DataConfig, flag_for
 from .device import DeviceLoader, collate_uint8
@@ -59,7 +59,7 @@ def build_pytorch_data(cfg: DataConfig, *, image_size: int, val_image_size: int,
     root = Path(cfg.data)
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist")
-    common = dict(seed=seed, rank=rank, world_size=world_size, workers=cfg.workers, prefetch=cfg.prefetch,
+    loader_args = dict(seed=seed, rank=rank, world_size=world_size, workers=cfg.workers, prefetch=cfg.prefetch,
                   device=device)
     train = val = None
     classes = None
@@ -76,14 +76,15 @@ def build_pytorch_data(cfg: DataConfig, *, image_size: int, val_image_size: int,
             raise UserError(f"{ds.root} has {len(ds)} images: fewer than one batch of {cfg.batch_size} per process; "
                             f"lower {flag('batch_size')}")
         classes = ds.classes
-        loader = _loader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True, **common)
+        loader = _loader(ds, batch_size=cfg.batch_size, shuffle=True, drop_last=True, **loader_args)
         train = DeviceLoader(loader, device, mean, std, memory_format=layout, skip_bad=cfg.skip_bad_images,
                              dataset=ds, scan_workers=max(cfg.workers, 1))
     if need_val:
         tf = val_transform(val_image_size, crop_pct=crop_pct, interpolation=cfg.val_interpolation or cfg.interpolation)
         ds = ImageFolderDataset(split_folder(root, cfg.val_split), tf, seed=None)
         classes = check_val_classes(classes, ds.classes)
-        loader = _loader(ds, batch_size=cfg.val_batch_size or cfg.batch_size, shuffle=False, drop_last=False, **common)
+        loader = _loader(ds, batch_size=cfg.val_batch_size or cfg.batch_size, shuffle=False, drop_last=False,
+                         **loader_args)
         val = DeviceLoader(loader, device, mean, std, memory_format=layout, skip_bad=cfg.skip_bad_images,
                            dataset=ds, scan_workers=max(cfg.workers, 1))
-    return bundle(root, train, val, classes, num_classes=num_classes, flag=flag)
+    return checked_bundle(root, train, val, classes, num_classes=num_classes, flag=flag)

@@ -19,7 +19,7 @@ def autocast_context(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def evaluate(model, loader, *, device: torch.device, precision: str = "fp32", topk: int = 5, prof: int = -1,
+def evaluate(model, loader, *, device: torch.device, precision: str = "fp32", topk: int = 5, max_batches: int = -1,
              logger=None, prefix: str = "val", progress=None) -> dict:
     """Returns top1, top{k}, loss, images, total_ips, compute_ips, compute_latency (+_at95/_at99/_at100) in s."""
     model.eval()
@@ -28,7 +28,7 @@ def evaluate(model, loader, *, device: torch.device, precision: str = "fp32", to
     k = None
     start = data_start = time.perf_counter()
     for i, (images, targets) in enumerate(loader):
-        if 0 < prof <= i:
+        if 0 < max_batches <= i:
             break
         t0 = time.perf_counter()
         data_times.append(t0 - data_start)

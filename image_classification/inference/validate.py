@@ -81,10 +81,10 @@ def build_val_loader(root: Path, split: str, prep: Preprocessing, *, batch_size:
         raise UserError(f"the number of workers must not be negative, got {workers}")
     data = DataConfig(data=str(root), val_split=split, batch_size=batch_size, workers=workers,
                       interpolation=prep.interpolation, val_interpolation=prep.interpolation)
-    bundle = build_data(data, image_size=prep.image_size, val_image_size=prep.image_size, crop_pct=prep.crop_pct,
+    data_bundle = build_data(data, image_size=prep.image_size, val_image_size=prep.image_size, crop_pct=prep.crop_pct,
                         mean=prep.mean, std=prep.std, device=device, memory_format="nhwc" if channels_last else "nchw",
                         need_train=False)
-    return bundle.val, bundle.num_classes
+    return data_bundle.val, data_bundle.num_classes
 
 
 # --- models and checkpoints ---------------------------------------------------------------------------------------

@@ -81,7 +81,7 @@ def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
     from image_classification.inference.evaluate import evaluate
     from image_classification.models import create_model, get_model_info
     from image_classification.models.checkpoint import QUANTIZATION_KEY
-    from image_classification.runtime import distributed as D
+    from image_classification.runtime import distributed
     from image_classification.training.checkpointing import FORMAT
     from image_classification.training.run_data import build_run_data
 
@@ -89,7 +89,7 @@ def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
     from .state import make_record
     from .summary import format_summary, write_quantizer_list
 
-    dist = D.init_distributed(cfg.device, cfg.dist_timeout)
+    dist = distributed.init_distributed(cfg.device, cfg.dist_timeout)
     device = dist.device
     if cfg.precision == "fp16" and device.type == "cpu":
         raise UserError("fp16 AMP needs a GPU; on the CPU use bf16 (--amp-dtype bf16) or FP32")
@@ -128,7 +128,7 @@ def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
 
     metrics: dict = {}
     if val is not None:
-        metrics = evaluate(model, val, device=device, precision=cfg.precision, topk=cfg.topk, prof=cfg.prof)
+        metrics = evaluate(model, val, device=device, precision=cfg.precision, topk=cfg.topk, max_batches=cfg.prof)
         k = cfg.topk
         log(f"=> PTQ ({result.describe()}): val top1 {metrics['top1']:.2f}% top{k} {metrics[f'top{k}']:.2f}% "
             f"on {metrics['images']} images", flush=True)
@@ -155,7 +155,7 @@ def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
             "config": cfg.to_dict(),
         }, path)
         log(f"=> calibrated checkpoint: {path}", flush=True)
-    D.barrier()
+    distributed.barrier()
     return {"arch": info.name, "mode": "ptq", "calibration": dataclasses.asdict(result), "val": metrics,
             "checkpoint": str(path) if write else None, "workspace": str(workspace)}
 
@@ -163,7 +163,7 @@ def post_training_quantization(cfg, opts: QuantOptions, weights) -> dict:
 def quantization_aware_training(cfg, announce: bool) -> dict:
     """QAT (or, with --evaluate, validation) of the quantized model in cfg.pretrained_from_file; `announce` prints
     its quantizer summary (a calibration that just ran has printed it already)."""
-    from image_classification.runtime import distributed as D
+    from image_classification.runtime import distributed
 
     from .summary import describe_record, format_summary
     from .trainer import QuantTrainer
@@ -175,7 +175,7 @@ def quantization_aware_training(cfg, announce: bool) -> dict:
                   flush=True)
         return trainer.run()
     finally:
-        D.shutdown()
+        distributed.shutdown()
 
 
 def _is_main_process() -> bool:
@@ -209,7 +209,7 @@ def quantize(cfg, opts: QuantOptions) -> dict:
     """The whole run from where it starts (see the module's docstring); returns its summary. `cfg` has been
     through `quantization_config`."""
     from common.gpu_affinity import set_affinity
-    from image_classification.runtime import distributed as D
+    from image_classification.runtime import distributed
     from image_classification.training.trainer import print_summary
 
     from .backend import import_modelopt
@@ -229,7 +229,7 @@ def quantize(cfg, opts: QuantOptions) -> dict:
                     k = cfg.topk
                     print(f"=> val top1 (PTQ): {ptq['val']['top1']:.2f}%, top{k}: {ptq['val'][f'top{k}']:.2f}% "
                           f"on {ptq['val']['images']} images", flush=True)
-            D.shutdown()
+            distributed.shutdown()
             return ptq
         qat_start = ptq["checkpoint"]
     qat_cfg = dataclasses.replace(cfg, pretrained_from_file=qat_start, pretrained=False,

@@ -226,9 +226,9 @@ class CheckpointWriter:
 
     def save(self, make_state, *, epoch: int, iteration: int, is_best: bool, metric: float | None) -> Path | None:
         """`make_state()` builds the state dict (only where it is written); `epoch` is the next epoch to run."""
-        from ..runtime import distributed as D
+        from ..runtime import distributed
 
-        rngs = D.gather_objects(rng_state())
+        rngs = distributed.gather_objects(rng_state())
         path, error = None, None
         if self.is_main and self.enabled:
             state = make_state()
@@ -245,7 +245,7 @@ class CheckpointWriter:
                 error = (f"cannot write a checkpoint: {exc.filename or self.workspace}: {exc.strerror or exc}; "
                          f"{kept} (an unfinished write leaves nothing behind)")
         # Every rank stops together, rather than the others waiting for rank 0 until --dist-timeout.
-        if D.any_rank(error is not None):
+        if distributed.any_rank(error is not None):
             raise CheckpointWriteError(error or "rank 0 could not write a checkpoint (its error says why)")
         if path is not None:
             self.last_written = path

@@ -11,7 +11,7 @@ import torch.nn as nn
 
 from common.cli_errors import UserError
 
-from ..runtime import distributed as D
+from ..runtime import distributed
 
 EXIT_DIVERGED = 3
 
@@ -32,7 +32,7 @@ class DivergenceWatch:
     def check(self, step: int, epoch: int) -> None:
         """Raises TrainingDiverged on every rank once any rank's streak reached the limit; `step` counts the run's
         steps so far (1-based)."""
-        streak = int(D.all_reduce_max(self.streak.clone()).item())
+        streak = int(distributed.all_reduce_max(self.streak.clone()).item())
         if streak >= self.limit:
             raise TrainingDiverged(
                 f"training diverged: the loss was NaN or inf for {streak} steps in a row, since step "
@@ -48,4 +48,4 @@ def weights_are_finite(*modules: nn.Module) -> bool:
     if not flags:
         return True
     bad = (~torch.stack(flags).all()).float().reshape(1)
-    return not bool(D.all_reduce_max(bad).item())
+    return not bool(distributed.all_reduce_max(bad).item())

@@ -9,7 +9,7 @@ import time
 
 import torch
 
-from ..runtime import distributed as D
+from ..runtime import distributed
 from .step import StepLosses
 
 
@@ -38,7 +38,7 @@ class MetricWindow:
         return self.steps == self.print_freq or last_of_epoch
 
     def _mean_over_ranks(self, total: torch.Tensor) -> float:
-        return D.all_reduce_sum(total / self.steps).item() / self.world_size
+        return distributed.all_reduce_sum(total / self.steps).item() / self.world_size
 
     def close(self, logger, lr: float, grad_scale: float | None) -> dict:
         """Logs the window's means and rates, starts the next window; returns the figures for a progress bar."""

@@ -12,7 +12,7 @@ import signal
 
 import torch
 
-from ..runtime import distributed as D
+from ..runtime import distributed
 
 
 class StopSignals:
@@ -65,16 +65,16 @@ class Requests:
 SIGNAL_NAMES = ("SIGTERM", "SIGINT", "SIGUSR1")
 
 
-def agree(signals: StopSignals, device: torch.device, distributed: bool) -> Requests:
+def agree(signals: StopSignals, device: torch.device, several_ranks: bool) -> Requests:
     """The requests of all ranks: a stop or checkpoint that one rank received applies to all. One small all-reduce
     under DDP; callers ask only every few steps, since it waits for the step's GPU work."""
-    if not distributed:
+    if not several_ranks:
         requests = Requests(signals.stop_by, signals.checkpoint_asked)
     else:
         # [which signal stopped (index + 1, 0: none), checkpoint asked]
         code = SIGNAL_NAMES.index(signals.stop_by) + 1 if signals.stop_by else 0
         flags = torch.tensor([float(code), 1.0 if signals.checkpoint_asked else 0.0], device=device)
-        flags = D.all_reduce_max(flags).tolist()
+        flags = distributed.all_reduce_max(flags).tolist()
         requests = Requests(SIGNAL_NAMES[int(flags[0]) - 1] if flags[0] else None, bool(flags[1]))
         if requests.stop_by and not signals.stop_by:
             signals.stop_by = requests.stop_by  # the other ranks' signal: later checks agree without asking

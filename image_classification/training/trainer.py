@@ -36,7 +36,7 @@ from image_classification.models.checkpoint import (
     strip_prefixes,
 )
 
-from ..runtime import distributed as D
+from ..runtime import distributed
 from .checkpointing import CheckpointWriter, set_rng_state
 from .config import TrainingConfig
 from .distill import Resized, build_teacher
@@ -111,7 +111,7 @@ class Trainer:
         """`restore_quantizers` (quantization.state's) lets the starting weights and the teacher be INT8-quantized
         checkpoints; without it they are refused in one line."""
         self.cfg = cfg.validate()
-        self.dist = D.init_distributed(cfg.device, cfg.dist_timeout)
+        self.dist = distributed.init_distributed(cfg.device, cfg.dist_timeout)
         self.device = self.dist.device
         self.workspace = Path(cfg.workspace)
         _set_numerics(cfg, self.device)
@@ -206,7 +206,7 @@ class Trainer:
             except (UserError, OSError) as exc:
                 self._release_workspace(failed=True)
                 error = exc
-        if D.any_rank(error is not None):
+        if distributed.any_rank(error is not None):
             if isinstance(error, BaseException):
                 raise error
             raise UserError("rank 0 could not start in the workspace (its error says why)")
@@ -288,26 +288,26 @@ class Trainer:
         seconds = {"unit": "s", "format": ":.5f"}
         loss = {"format": ":.5f"}
         acc = {"unit": "%", "format": ":.2f"}
-        D_, V_ = Verbosity.DEFAULT, Verbosity.VERBOSE
+        shown, verbose = Verbosity.DEFAULT, Verbosity.VERBOSE
         for name, meter, verbosity, meta in [
-            ("train.loss", LOSS_METER, D_, loss), ("train.total_ips", PERF_METER, D_, ips),
-            ("train.compute_ips", PERF_METER, V_, ips), ("train.data_time", PERF_METER, V_, seconds),
-            ("train.compute_time", PERF_METER, V_, seconds), ("train.lr", LR_METER, D_, {"format": ":.6g"}),
-            ("train.grad_scale", PERF_METER, V_, {"format": ":.1f"}),
+            ("train.loss", LOSS_METER, shown, loss), ("train.total_ips", PERF_METER, shown, ips),
+            ("train.compute_ips", PERF_METER, verbose, ips), ("train.data_time", PERF_METER, verbose, seconds),
+            ("train.compute_time", PERF_METER, verbose, seconds), ("train.lr", LR_METER, shown, {"format": ":.6g"}),
+            ("train.grad_scale", PERF_METER, verbose, {"format": ":.1f"}),
         ]:
             logger.register_metric(name, meter, verbosity, meta)
         if self.teacher is not None:
-            logger.register_metric("train.kd_loss", LOSS_METER, D_, loss)
-            logger.register_metric("train.base_loss", LOSS_METER, D_, loss)
+            logger.register_metric("train.kd_loss", LOSS_METER, shown, loss)
+            logger.register_metric("train.base_loss", LOSS_METER, shown, loss)
         k = self.cfg.topk
         for prefix in ["val"] + (["val_ema"] if self.ema else []):
-            logger.register_metric(f"{prefix}.top1", ACC_METER, D_, acc)
-            logger.register_metric(f"{prefix}.top{k}", ACC_METER, D_, acc)
-            logger.register_metric(f"{prefix}.loss", LOSS_METER, D_, loss)
-            logger.register_metric(f"{prefix}.total_ips", PERF_METER, V_, ips)
-            logger.register_metric(f"{prefix}.compute_ips", PERF_METER, V_, ips)
-            logger.register_metric(f"{prefix}.data_time", PERF_METER, V_, seconds)
-            logger.register_latency_metrics(prefix, V_)
+            logger.register_metric(f"{prefix}.top1", ACC_METER, shown, acc)
+            logger.register_metric(f"{prefix}.top{k}", ACC_METER, shown, acc)
+            logger.register_metric(f"{prefix}.loss", LOSS_METER, shown, loss)
+            logger.register_metric(f"{prefix}.total_ips", PERF_METER, verbose, ips)
+            logger.register_metric(f"{prefix}.compute_ips", PERF_METER, verbose, ips)
+            logger.register_metric(f"{prefix}.data_time", PERF_METER, verbose, seconds)
+            logger.register_latency_metrics(prefix, verbose)
         return logger
 
     def _resume(self, path: str) -> None:
@@ -489,7 +489,8 @@ class Trainer:
     def validate(self, model: nn.Module, prefix: str) -> dict:
         bar = self._progress(len(self.data.val), f"{prefix}")
         result = evaluate(model, self.data.val, device=self.device, precision=self.cfg.precision,
-                          topk=self.cfg.topk, prof=self.cfg.prof, logger=self.logger, prefix=prefix, progress=bar)
+                          topk=self.cfg.topk, max_batches=self.cfg.prof, logger=self.logger, prefix=prefix,
+                          progress=bar)
         if bar is not None:
             bar.close()
         if result["images"]:
@@ -521,7 +522,7 @@ class Trainer:
     def _test_teacher(self) -> dict:
         """Validate the teacher before training (a teacher that does not know the data teaches nothing)."""
         result = evaluate(Resized(self.teacher, self.teacher_size), self.data.val, device=self.device,
-                          precision=self.cfg.precision, topk=self.cfg.topk, prof=self.cfg.prof)
+                          precision=self.cfg.precision, topk=self.cfg.topk, max_batches=self.cfg.prof)
         k = self.cfg.topk
         self.logger.log_record("TEACHER", {"teacher.top1": result["top1"], f"teacher.top{k}": result[f"top{k}"],
                                            "teacher.loss": result["loss"]})
@@ -580,11 +581,11 @@ class Trainer:
         if self.device.type == "cuda":
             # The largest of any rank's, which is what decides whether a batch size fits.
             peak = torch.tensor([torch.cuda.max_memory_allocated(self.device) / 2**30], device=self.device)
-            summary["peak_gpu_memory_gib"] = round(D.all_reduce_max(peak).item(), 2)
+            summary["peak_gpu_memory_gib"] = round(distributed.all_reduce_max(peak).item(), 2)
         if self.dist.is_main:
             _write_json_atomic(summary, self.workspace / "summary.json")
         self._release_workspace()
-        D.barrier()
+        distributed.barrier()
         return summary
 
     def _train_loop(self, summary: dict) -> dict:
@@ -602,21 +603,21 @@ class Trainer:
                 if bar is not None:
                     bar.close()
                 start_samples = 0
-                D.broadcast_buffers(self.model)
+                distributed.broadcast_buffers(self.model)
                 if self.ema is not None:
-                    D.broadcast_buffers(self.ema.module)
+                    distributed.broadcast_buffers(self.ema.module)
                 if stop_by:
                     self.logger.end_epoch()
                     where = f"at epoch {epoch}, iteration {done // self.global_batch}"
                     self._stop(stop_by, where, self._save(epoch, done, False), summary)
                     return last_val
-                last_val, judged = self._validate_epoch(summary) if not cfg.training_only else ({}, {})
-                is_best = self._record_best(epoch, judged)
+                last_val, best_candidate = self._validate_epoch(summary) if not cfg.training_only else ({}, {})
+                is_best = self._record_best(epoch, best_candidate)
                 # A stop asked for at the epoch's last step or during validation ends the run after this epoch's
                 # checkpoint.
                 stop_by = agree(signals, self.device, self.dist.distributed).stop_by
                 self.logger.end_epoch()
-                self.checkpoints.epoch_done(functools.partial(self._epoch_row, epoch, judged))
+                self.checkpoints.epoch_done(functools.partial(self._epoch_row, epoch, best_candidate))
                 path = self._save(epoch + 1, 0, is_best)
                 if path is not None:
                     summary["checkpoint"] = str(path)
@@ -657,14 +658,14 @@ class Trainer:
         summary["val_ema"] = self._last_ema = self.validate(self.ema.module, "val_ema")
         return val, summary["val_ema"] if self.cfg.best_from_ema else val
 
-    def _record_best(self, epoch: int, judged: dict) -> bool:
+    def _record_best(self, epoch: int, best_candidate: dict) -> bool:
         """Whether this epoch is the best so far (never without a validation)."""
-        if not judged:
+        if not best_candidate:
             return False
-        self._last_metric = judged["top1"]
-        is_best = self.best_epoch < 0 or judged["top1"] > self.best_top1
+        self._last_metric = best_candidate["top1"]
+        is_best = self.best_epoch < 0 or best_candidate["top1"] > self.best_top1
         if is_best:
-            self.best_top1, self.best_epoch, self.epochs_since_best = judged["top1"], epoch, 0
+            self.best_top1, self.best_epoch, self.epochs_since_best = best_candidate["top1"], epoch, 0
         else:
             self.epochs_since_best += 1
         return is_best
@@ -694,12 +695,12 @@ def train(cfg: TrainingConfig, *, restore_quantizers: QuantizerRestorer | None =
     try:
         return Trainer(cfg, restore_quantizers=restore_quantizers).run()
     except RuntimeError as exc:
-        if not (D.is_initialized() and D.is_timeout(exc)):
+        if not (distributed.is_initialized() and distributed.is_timeout(exc)):
             raise
-        raise UserError(f"rank {D.rank()}: no answer from the other processes within --dist-timeout "
+        raise UserError(f"rank {distributed.rank()}: no answer from the other processes within --dist-timeout "
                         f"{cfg.dist_timeout:g} s (a process stopped, died or hangs: its own output says why)") from None
     finally:
-        D.shutdown()
+        distributed.shutdown()
 
 
 def print_summary(summary: dict) -> None:
