@@ -284,7 +284,7 @@ def main(argv=None) -> int:
     if args.inductor:
         import torch._inductor.config as inductor_config
 
-        from image_classification.cli.convnets import key_value
+        from image_classification.cli.run_flags import key_value
 
         for item in args.inductor:
             inductor_config.__setattr__(*key_value(item))

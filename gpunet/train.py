@@ -21,7 +21,10 @@ if __package__ in (None, ""):  # run as a script from a checkout: make the repos
 
 from common.cli_errors import ArgumentParser, DefaultsHelpFormatter, UserError, run_cli  # noqa: E402
 from image_classification.cli.run_flags import (  # noqa: E402
+    add_compile_option_argument,
     add_data_backend_argument,
+    add_deterministic_argument,
+    add_fused_optimizer_argument,
     add_reliability_arguments,
     add_stream_priority_argument,
     reliability_config,
@@ -52,7 +55,7 @@ TIMM_FLAGS = {
     "random_erasing_count": "--recount", "val_batch_size": "the validation batch size (-b/--batch-size times -vb)",
     "end_lr": "--min-lr", "lr_decay_epochs": "--decay-epochs", "lr_decay_rate": "--decay-rate",
     "memory_format": "--channels-last", "precision": "--amp-dtype", "compile": "--torchcompile",
-    "compile_mode": "--torchcompile-mode",
+    "compile_mode": "--torchcompile-mode", "compile_options": "--compile-option",
     "rmsprop_eps": "--opt-eps", "adam_betas": "--opt-betas", "resume_optimizer": "--no-resume-opt",
     "data": "DIR", "workspace": "--output/--experiment", "raport_file": "--dllogger-name",
     "topk": "top-k", "dropout": "--drop", "drop_path_rate": "--drop-path", "model_config": "--model-config",
@@ -235,6 +238,9 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--cpu", action="store_true", help="[ext] train on the CPU even if a GPU is present")
     add_data_backend_argument(g, extension=True)
     add_stream_priority_argument(g)
+    add_deterministic_argument(g)
+    add_compile_option_argument(g, compile_flag="--torchcompile")
+    add_fused_optimizer_argument(g)
     g.add_argument("--tensorboard", default=None, metavar="DIR", help="[ext] TensorBoard scalars")
     g.add_argument("--no-progress", action="store_false", dest="progress", help="[ext] no progress bar")
     g.add_argument("--skip-bad-images", action="store_true", help="[ext] skip unreadable images")
@@ -338,7 +344,8 @@ def config_from_args(args: argparse.Namespace) -> TrainingConfig:
         memory_format="nhwc" if args.channels_last else "nchw", device="cpu" if args.cpu else "auto",
         seed=args.seed, print_freq=args.log_interval, prof=prof, resume=args.resume or None,
         compile=args.torchcompile is not None, compile_mode=args.torchcompile_mode or "default",
-        data_backend=args.data_backend, stream_priority=args.stream_priority,
+        data_backend=args.data_backend, stream_priority=args.stream_priority, deterministic=args.deterministic,
+        compile_options=dict(args.compile_options), fused_optimizer=args.fused_optimizer,
         resume_optimizer=not args.no_resume_opt, sync_bn=args.sync_bn, workspace=str(workspace),
         raport_file=args.dllogger_name or "log.json", tensorboard=args.tensorboard, progress=args.progress,
         output_style="timm", checkpoint_hist=args.checkpoint_hist,

@@ -12,7 +12,10 @@ from dataclasses import dataclass
 
 from common.cli_errors import ArgumentParser, UserError, positive_int
 from image_classification.cli.run_flags import (
+    add_compile_option_argument,
     add_data_backend_argument,
+    add_deterministic_argument,
+    add_fused_optimizer_argument,
     add_reliability_arguments,
     add_stream_priority_argument,
     reliability_config,
@@ -52,19 +55,6 @@ CONVNETS_FLAGS = {
 INTERPOLATIONS = ("bilinear", "bicubic", "random", "triangular")
 AFFINITY_MODES = ("none", "socket", "socket_single", "socket_single_unique", "socket_unique_interleaved",
                   "socket_unique_contiguous")
-
-
-def key_value(value: str) -> tuple[str, object]:
-    """KEY=VALUE with VALUE read as a Python literal (True, 8, 0.5, "text"), else kept as the text itself."""
-    import ast
-
-    key, sep, raw = value.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
-    try:
-        return key.strip(), ast.literal_eval(raw)
-    except (ValueError, SyntaxError):
-        return key.strip(), raw
 
 
 def probability(value: str) -> float:
@@ -152,8 +142,7 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
     p.add_argument("--tensorboard", default=None, metavar="DIR", help="[ext] also write TensorBoard scalars")
     p.add_argument("--no-progress", action="store_false", dest="progress", help="[ext] no progress bar")
     p.add_argument("--cpu", action="store_true", help="[ext] run on the CPU even if a GPU is present")
-    p.add_argument("--deterministic", action="store_true",
-                   help="[ext] deterministic GPU kernels, so a seeded run repeats bit for bit (slower)")
+    add_deterministic_argument(p)
     p.add_argument("--compile", action="store_true",
                    help="[ext] torch.compile the model for training (the first steps compile; cached on disk); "
                         "the DGXA100 and H100 presets turn it on")
@@ -161,12 +150,8 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
                    help="[ext] train without torch.compile, whatever the preset says")
     p.add_argument("--compile-mode", default="default", choices=COMPILE_MODES,
                    help="[ext] torch.compile mode for --compile (reduce-overhead: forward and backward as CUDA graphs)")
-    p.add_argument("--compile-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
-                   dest="compile_options",
-                   help="[ext] a TorchInductor option for --compile, over the training defaults "
-                        "(realize_reads_threshold=8); repeatable")
-    p.add_argument("--fused-optimizer", default="auto", choices=("auto", "on", "off"),
-                   help="[ext] fused CUDA optimizer kernels (sgd, adamw; auto: on a GPU), else foreach (default auto)")
+    add_compile_option_argument(p, compile_flag="--compile")
+    add_fused_optimizer_argument(p)
     add_stream_priority_argument(p)
     p.add_argument("--no-fast", action="store_false", dest="fast_inference",
                    help="[ext] --evaluate/benchmark_inference on a GPU: time the plain model (autocast), not the fast "

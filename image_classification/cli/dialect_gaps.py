@@ -33,11 +33,6 @@ ONE_DIALECT = {
                                        "as the checkpoint holds them"),
     "fresh_classifier": ("convnets", "extends --pretrained-from-file; timm's --initial-checkpoint takes the weights "
                                      "as the checkpoint holds them"),
-    "deterministic": ("convnets", "an extension of the ConvNets dialect, not offered in timm's yet"),
-    "fused_optimizer": ("convnets", "an extension of the ConvNets dialect, not offered in timm's yet (its default, "
-                                    "auto, applies)"),
-    "compile_options": ("convnets", "an extension of the ConvNets dialect, not offered in timm's yet (the training "
-                                    "defaults apply)"),
     # timm only
     "adam_betas": ("timm", "upstream main.py has no betas flag; adamw and lamb use 0.9 and 0.999"),
     "checkpoint_hist": ("timm", "the ConvNets layout keeps the last checkpoints (--gather-checkpoints), not the best"),

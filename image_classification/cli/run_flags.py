@@ -24,6 +24,36 @@ def add_stream_priority_argument(p) -> None:
                         "stream")
 
 
+def key_value(value: str) -> tuple[str, object]:
+    """KEY=VALUE with VALUE read as a Python literal (True, 8, 0.5, "text"), else kept as the text itself."""
+    import ast
+
+    key, sep, raw = value.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    try:
+        return key.strip(), ast.literal_eval(raw)
+    except (ValueError, SyntaxError):
+        return key.strip(), raw
+
+
+def add_deterministic_argument(p) -> None:
+    p.add_argument("--deterministic", action="store_true",
+                   help="[ext] deterministic GPU kernels, so a seeded run repeats bit for bit (slower)")
+
+
+def add_compile_option_argument(p, *, compile_flag: str) -> None:
+    p.add_argument("--compile-option", type=key_value, action="append", default=[], metavar="KEY=VALUE",
+                   dest="compile_options",
+                   help=f"[ext] a TorchInductor option for {compile_flag}, over the training defaults "
+                        "(realize_reads_threshold=8); repeatable")
+
+
+def add_fused_optimizer_argument(p) -> None:
+    p.add_argument("--fused-optimizer", default="auto", choices=("auto", "on", "off"),
+                   help="[ext] fused CUDA optimizer kernels (sgd, adamw; auto: on a GPU), else foreach (default auto)")
+
+
 def add_reliability_arguments(p: ArgumentParser) -> None:
     """Flags of both dialects (ConvNets and timm spell them alike): how a run meets signals, a used workspace,
     divergence and a silent rank."""

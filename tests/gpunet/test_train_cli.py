@@ -118,6 +118,21 @@ def test_data_backend_compile_mode_and_stream_priority(tmp_path, capsys):
         "pytorch", False, "default", "high")
 
 
+def test_deterministic_compile_options_and_fused_optimizer(tmp_path, capsys):
+    """The ConvNets dialect's training extensions, reachable from timm's train.py under the same spelling."""
+    cfg = dry([tmp_path, "--deterministic", "--torchcompile", "--compile-option", "realize_reads_threshold=4",
+               "--compile-option", "max_autotune=True", "--fused-optimizer", "off"], capsys)
+    assert (cfg["deterministic"], cfg["compile_options"], cfg["fused_optimizer"]) == (
+        True, {"realize_reads_threshold": 4, "max_autotune": True}, "off")
+    cfg = dry([tmp_path], capsys)
+    assert (cfg["deterministic"], cfg["compile_options"], cfg["fused_optimizer"]) == (False, {}, "auto")
+
+
+def test_a_malformed_compile_option_is_one_line():
+    proc = run_script("gpunet/train.py", "/nonexistent", "--compile-option", "novalue")
+    assert_one_line_error(proc, "--compile-option", "expected KEY=VALUE")
+
+
 def test_trains_on_synthetic_data_without_a_folder(tmp_path, capsys):
     train.main(["--data-backend", "synthetic", "--num-classes", "10", "--img-size", "32", "-b", "8", "--epochs", "1",
                 "--prof", "2", "--warmup-epochs", "0", "--cpu", "--no-progress", "--output", str(tmp_path),
