@@ -117,10 +117,19 @@ def test_sigterm_during_validation_finishes_it_saves_and_stops(digits_root, tmp_
 
 
 def test_a_second_sigint_interrupts_at_once(digits_root, tmp_path, monkeypatch):
-    signal_at_step(monkeypatch, signal.SIGINT, 2, times=2)
-    with pytest.raises(KeyboardInterrupt):
-        run(digits_root, tmp_path, "--epochs", 2, "-j", 0)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    # The handler the run must restore is set here: what the process started with depends on how it was started (a
+    # shell's background job begins with SIGINT ignored).
+    def callers_handler(signum, frame):
+        raise KeyboardInterrupt
+
+    before = signal.signal(signal.SIGINT, callers_handler)
+    try:
+        signal_at_step(monkeypatch, signal.SIGINT, 2, times=2)
+        with pytest.raises(KeyboardInterrupt):
+            run(digits_root, tmp_path, "--epochs", 2, "-j", 0)
+        assert signal.getsignal(signal.SIGINT) is callers_handler  # handlers restored
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_exit_status_tells_resumable_stops_from_the_rest():
