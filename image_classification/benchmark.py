@@ -433,8 +433,8 @@ def main(argv=None):
             traffic = layer_traffic(create_model(name), size)
             for bs in args.batch_size:
                 timing_args = dict(batch_size=bs, image_size=size, precision=precision, device=device,
-                              warmup=args.warmup, iters=args.iters or (200 if bs == 1 else 50),
-                              profile_graphs=args.profile)
+                                   warmup=args.warmup, iters=args.iters or (200 if bs == 1 else 50),
+                                   profile_graphs=args.profile)
                 jobs = [("ours", name, mode, lambda x, m=mode, n=name: build_runner(
                     create_model(n), m, device=device, precision=precision, example=x,
                     compile_mode=args.compile_mode, workdir=Path(tmp))) for mode in args.modes]

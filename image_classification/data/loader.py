@@ -60,7 +60,7 @@ def build_pytorch_data(cfg: DataConfig, *, image_size: int, val_image_size: int,
     if not root.is_dir():
         raise UserError(f"data folder {root} does not exist")
     loader_args = dict(seed=seed, rank=rank, world_size=world_size, workers=cfg.workers, prefetch=cfg.prefetch,
-                  device=device)
+                       device=device)
     train = val = None
     classes = None
     if need_train:

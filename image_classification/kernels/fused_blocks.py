@@ -35,17 +35,22 @@ def _bias(bias: torch.Tensor | None, channels: int, like: torch.Tensor) -> torch
     return like.new_zeros(channels) if bias is None else bias.detach().contiguous()
 
 
+def _register_pointwise(module: nn.Module, name: str, weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """A 1x1 convolution's (or Linear's) weight as an [out, in] matrix buffer `{name}_weight`, and its bias (zeros
+    when it has none) as `{name}_bias`."""
+    w = _matrix(weight)
+    module.register_buffer(f"{name}_weight", w)
+    module.register_buffer(f"{name}_bias", _bias(bias, w.shape[0], w))
+
+
 class SqueezeExcitationGate(nn.Module):
     """The SE's tiny MLP on the pooled mean: sigmoid(expand(act(reduce(mean)))), [N, C] -> gate [N, C]."""
 
     def __init__(self, reduce_weight: torch.Tensor, reduce_bias: torch.Tensor | None, expand_weight: torch.Tensor,
                  expand_bias: torch.Tensor | None, act: str):
         super().__init__()
-        reduce_w, expand_w = _matrix(reduce_weight), _matrix(expand_weight)
-        self.register_buffer("reduce_weight", reduce_w)
-        self.register_buffer("reduce_bias", _bias(reduce_bias, reduce_w.shape[0], reduce_w))
-        self.register_buffer("expand_weight", expand_w)
-        self.register_buffer("expand_bias", _bias(expand_bias, expand_w.shape[0], expand_w))
+        _register_pointwise(self, "reduce", reduce_weight, reduce_bias)
+        _register_pointwise(self, "expand", expand_weight, expand_bias)
         self.act = _check_act(act)
 
     def forward(self, mean: torch.Tensor) -> torch.Tensor:
@@ -67,9 +72,7 @@ class FusedInvertedResidual(nn.Module):
                  residual: bool):
         super().__init__()
         if expand_weight is not None:
-            w = _matrix(expand_weight)
-            self.register_buffer("expand_weight", w)
-            self.register_buffer("expand_bias", _bias(expand_bias, w.shape[0], w))
+            _register_pointwise(self, "expand", expand_weight, expand_bias)
         else:
             self.expand_weight = self.expand_bias = None
         self.expand_act = _check_act(expand_act)
@@ -79,9 +82,7 @@ class FusedInvertedResidual(nn.Module):
         self.kernel_size, self.stride, self.padding = k, stride, padding
         self.dw_act = _check_act(dw_act)
         self.se = se
-        w = _matrix(proj_weight)
-        self.register_buffer("proj_weight", w)
-        self.register_buffer("proj_bias", _bias(proj_bias, w.shape[0], w))
+        _register_pointwise(self, "proj", proj_weight, proj_bias)
         self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -111,9 +112,7 @@ class FusedEdgeResidual(nn.Module):
         self.conv = conv
         self.act = _check_act(act)
         self.se = se
-        w = _matrix(proj_weight)
-        self.register_buffer("proj_weight", w)
-        self.register_buffer("proj_bias", _bias(proj_bias, w.shape[0], w))
+        _register_pointwise(self, "proj", proj_weight, proj_bias)
         self.residual = residual
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
