@@ -3,11 +3,12 @@
     folded = fold_batchnorm(model).cuda().half().to(memory_format=torch.channels_last)
     fuse_model(folded)       # in place; returns how many blocks now run the Triton kernels
 
-Blocks the kernels serve: EfficientNet's MBConvBlock and GPUNet's InvertedResidual (1x1 expansion, depthwise 3x3 or
-5x5 at stride 1 or 2, optional SE, 1x1 projection, optional residual) and EdgeResidual (its full k x k conv stays
-cuDNN's; SE and projection run fused). A block is left as it is when its BatchNorms are not folded, its 1x1 convs are
-grouped (GPUNet's distill family), or its shape or activation is one the kernels do not serve; the model stays
-correct either way. Only for inference: the residual skips the stochastic depth of training.
+Blocks the kernels serve are those that declare their parts (`models.layers.MBConvParts`): EfficientNet's MBConvBlock
+and GPUNet's InvertedResidual (1x1 expansion, depthwise 3x3 or 5x5 at stride 1 or 2, optional SE, 1x1 projection,
+optional residual) and EdgeResidual (its full k x k conv stays cuDNN's; SE and projection run fused). A block is left as
+it is when its BatchNorms are not folded, its 1x1 convs are grouped (GPUNet's distill family), or its shape or
+activation is one the kernels do not serve; the model stays correct either way. Only for inference: the residual skips
+the stochastic depth of training.
 """
 from __future__ import annotations
 
@@ -15,8 +16,7 @@ import torch.nn as nn
 
 from image_classification.kernels import ops
 from image_classification.kernels.fused_blocks import FusedEdgeResidual, FusedInvertedResidual, SqueezeExcitationGate
-from image_classification.models import efficientnet, gpunet
-from image_classification.models.layers import OnnxSiLU, SqueezeExcitation
+from image_classification.models.layers import OnnxSiLU, SqueezeExcitation, declared_mbconv_parts
 
 _ACTIVATIONS = ((nn.SiLU, "silu"), (OnnxSiLU, "silu"), (nn.ReLU, "relu"))
 
@@ -54,12 +54,27 @@ def _se_gate(se: nn.Module | None) -> SqueezeExcitationGate | None | bool:
     return SqueezeExcitationGate(reduce.weight, reduce.bias, expand.weight, expand.bias, _act(act))
 
 
-def _inverted_residual(expand: tuple | None, dw: tuple, se: nn.Module | None, proj: tuple,
+def _part(block: nn.Module, path: str) -> nn.Module | None:
+    """The module at dotted `path` under `block`, or None where a module on the way is None (an absent part)."""
+    module = block
+    for name in path.split("."):
+        module = getattr(module, name, None)
+        if module is None:
+            return None
+    return module
+
+
+def _parts(block: nn.Module, paths: tuple[str, ...] | None) -> tuple | None:
+    """The modules of one declared part (conv, bn[, activation]), or None when the part is absent."""
+    if paths is None:
+        return None
+    modules = tuple(_part(block, path) for path in paths)
+    return None if any(m is None for m in modules) else modules
+
+
+def _inverted_residual(expand: tuple | None, dw: tuple, gate: SqueezeExcitationGate | None, proj: tuple,
                        residual: bool) -> FusedInvertedResidual | None:
     """expand/dw: (conv, bn, activation); proj: (conv, bn)."""
-    gate = _se_gate(se)
-    if gate is False or not _folded(*proj) or not _pointwise(proj[0]):
-        return None
     if not (_folded(*dw[:2]) and _depthwise(dw[0]) and _act(dw[2])):
         return None
     if expand is not None and not (_folded(*expand[:2]) and _pointwise(expand[0]) and _act(expand[2])):
@@ -72,25 +87,31 @@ def _inverted_residual(expand: tuple | None, dw: tuple, se: nn.Module | None, pr
         dw_act=_act(dw[2]), se=gate, proj_weight=proj[0].weight, proj_bias=proj[0].bias, residual=residual)
 
 
+def _edge_residual(conv: tuple | None, gate: SqueezeExcitationGate | None, proj: tuple,
+                   residual: bool) -> FusedEdgeResidual | None:
+    """conv: the full k x k expansion (conv, bn, activation); proj: (conv, bn)."""
+    if conv is None or not _folded(*conv[:2]) or not _act(conv[2]):
+        return None
+    return FusedEdgeResidual(conv=conv[0], act=_act(conv[2]), se=gate, proj_weight=proj[0].weight,
+                             proj_bias=proj[0].bias, residual=residual)
+
+
 def fused_block(block: nn.Module) -> nn.Module | None:
-    """The fused-kernel replacement of one folded block, or None when the kernels do not serve it."""
-    if isinstance(block, efficientnet.MBConvBlock):
-        expand = None if block.expand is None else (block.expand.conv, block.expand.bn, block.expand.activation)
-        d = block.depsep
-        return _inverted_residual(expand, (d.conv, d.bn, d.activation), block.se, (block.proj.conv, block.proj.bn),
-                                  block.residual_add is not None)
-    if isinstance(block, gpunet.InvertedResidual):
-        return _inverted_residual((block.conv_pw, block.bn1, block.act1), (block.conv_dw, block.bn2, block.act2),
-                                  block.se, (block.conv_pwl, block.bn3), block.residual_add is not None)
-    if isinstance(block, gpunet.EdgeResidual):
-        gate = _se_gate(block.se)
-        if gate is False or not _folded(block.conv_exp, block.bn1) or not _act(block.act1) \
-                or not _folded(block.conv_pwl, block.bn2) or not _pointwise(block.conv_pwl):
-            return None
-        return FusedEdgeResidual(conv=block.conv_exp, act=_act(block.act1), se=gate,
-                                 proj_weight=block.conv_pwl.weight, proj_bias=block.conv_pwl.bias,
-                                 residual=block.residual_add is not None)
-    return None
+    """The fused-kernel replacement of one folded block, or None when the kernels do not serve it. Blocks say where
+    their parts are (`models.layers.MBConvParts`); any block that declares none is left alone."""
+    parts = declared_mbconv_parts(block)
+    if parts is None:
+        return None
+    gate = _se_gate(_part(block, parts.se))
+    proj = _parts(block, parts.project)
+    if gate is False or proj is None or not _folded(*proj) or not _pointwise(proj[0]):
+        return None
+    residual = _part(block, parts.residual) is not None
+    expand = _parts(block, parts.expand)
+    if parts.depthwise is None:
+        return _edge_residual(expand, gate, proj, residual)
+    dw = _parts(block, parts.depthwise)
+    return None if dw is None else _inverted_residual(expand, dw, gate, proj, residual)
 
 
 def fuse_model(model: nn.Module) -> int:

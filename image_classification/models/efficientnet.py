@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn as nn
@@ -11,6 +12,7 @@ import torch.nn as nn
 from common.cli_errors import UserError
 
 from .layers import (
+    MBConvParts,
     SENames,
     SqueezeExcitation,
     StochasticDepthResidual,
@@ -70,6 +72,11 @@ WEIGHTS_URLS = {
 
 
 class MBConvBlock(nn.Module):
+    mbconv_parts: ClassVar[MBConvParts] = MBConvParts(
+        expand=("expand.conv", "expand.bn", "expand.activation"),
+        depthwise=("depsep.conv", "depsep.bn", "depsep.activation"), se="se", project=("proj.conv", "proj.bn"),
+        residual="residual_add")
+
     def __init__(
         self,
         kernel_size: int,

@@ -31,7 +31,15 @@ from common.cli_errors import UserError
 
 from .gpunet_archs import ARCHS
 from .gpunet_config import GPUNetArch, LayerSpec, NetSpec, load_upstream_config
-from .layers import ConvBnPairs, SENames, SqueezeExcitation, StochasticDepthResidual, make_activation, make_divisible
+from .layers import (
+    ConvBnPairs,
+    MBConvParts,
+    SENames,
+    SqueezeExcitation,
+    StochasticDepthResidual,
+    make_activation,
+    make_divisible,
+)
 from .registry import ModelInfo, register_model
 
 PLAIN_BN_EPS = 1e-3
@@ -214,6 +222,8 @@ class InvertedResidual(Renamed):
     """
 
     conv_bn_pairs = (("conv_pw", "bn1"), ("conv_dw", "bn2"), ("conv_pwl", "bn3"))
+    mbconv_parts = MBConvParts(expand=("conv_pw", "bn1", "act1"), depthwise=("conv_dw", "bn2", "act2"), se="se",
+                               project=("conv_pwl", "bn3"), residual="residual_add")
 
     def __init__(
         self,
@@ -272,6 +282,8 @@ class EdgeResidual(Renamed):
     """
 
     conv_bn_pairs = (("conv_exp", "bn1"), ("conv_pwl", "bn2"))
+    mbconv_parts = MBConvParts(expand=("conv_exp", "bn1", "act1"), depthwise=None, se="se",
+                               project=("conv_pwl", "bn2"), residual="residual_add")
 
     def __init__(
         self,

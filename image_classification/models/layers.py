@@ -51,6 +51,26 @@ def declared_conv_bn_pairs(module: nn.Module) -> ConvBnPairs:
     return getattr(type(module), "conv_bn_pairs", ())
 
 
+class MBConvParts(NamedTuple):
+    """Where an MBConv-style block keeps its parts, as child paths ("depsep.conv"). A part whose module is None at
+    run time (an expansion of ratio 1, a block without SE or without a skip) is absent from that block.
+
+    Every MBConv-style block of the families declares one (`mbconv_parts`), so code that rebuilds blocks from their
+    pieces (inference.fused_model, which swaps them for the fused Triton kernels) reads it here instead of knowing
+    each family's classes."""
+
+    expand: tuple[str, str, str]  # (conv, bn, activation): a 1x1 conv, or with depthwise None a full k x k conv
+    depthwise: tuple[str, str, str] | None  # (conv, bn, activation); None for a fused MBConv (GPUNet's EdgeResidual)
+    se: str  # the SqueezeExcitation, applied to the expanded (and depthwise) output
+    project: tuple[str, str]  # (conv, bn): the 1x1 projection
+    residual: str  # the residual add of input and projection
+
+
+def declared_mbconv_parts(module: nn.Module) -> MBConvParts | None:
+    """The `MBConvParts` that `module`'s class declares in `mbconv_parts`, or None for any other module."""
+    return getattr(type(module), "mbconv_parts", None)
+
+
 class ConvBnActSequential(nn.Sequential):
     """conv (no bias) -> bn -> [activation] under upstream ConvNets' child names (conv, bn, activation)."""
 
