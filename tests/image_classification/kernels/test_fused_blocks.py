@@ -10,6 +10,7 @@ from image_classification.inference.fast import fold_batchnorm
 from image_classification.inference.fused_model import fuse_model, fused_block
 from image_classification.kernels.fused_blocks import FusedEdgeResidual, FusedInvertedResidual
 from image_classification.models import create_model, efficientnet, gpunet
+from image_classification.models.layers import MBConvParts
 
 from .helpers import TOLERANCE, channels_last, rel_error
 
@@ -96,3 +97,43 @@ def test_fuse_model_swaps_every_served_block(name, count):
                 for m in model.modules())
     assert after == before - count
     assert sum(isinstance(m, (FusedInvertedResidual, FusedEdgeResidual)) for m in model.modules()) == count
+
+
+class ThirdFamilyBlock(nn.Module):
+    """A block from no family the project ships, under names of its own: it is fused because it declares its parts
+    (and its conv-BN pairs, for folding), not because fused_model knows its class."""
+
+    conv_bn_pairs = (("widen", "widen_bn"), ("spatial", "spatial_bn"), ("narrow", "narrow_bn"))
+    mbconv_parts = MBConvParts(expand=("widen", "widen_bn", "widen_act"), depthwise=("spatial", "spatial_bn", "relu"),
+                               se="excite", project=("narrow", "narrow_bn"), residual="skip")
+
+    def __init__(self, channels: int, hidden: int):
+        super().__init__()
+        self.widen, self.widen_bn = nn.Conv2d(channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden)
+        self.widen_act = nn.SiLU()
+        self.spatial = nn.Conv2d(hidden, hidden, 3, 1, 1, groups=hidden, bias=False)
+        self.spatial_bn, self.relu = nn.BatchNorm2d(hidden), nn.ReLU()
+        self.excite = None
+        self.narrow, self.narrow_bn = nn.Conv2d(hidden, channels, 1, bias=False), nn.BatchNorm2d(channels)
+        self.skip = nn.Identity()  # present: the block adds its input
+
+    def forward(self, x):
+        h = self.widen_act(self.widen_bn(self.widen(x)))
+        h = self.relu(self.spatial_bn(self.spatial(h)))
+        return x + self.narrow_bn(self.narrow(h))
+
+
+def test_a_block_that_declares_its_parts_is_fused(kernel_device):
+    torch.manual_seed(0)
+    folded = fold_batchnorm(randomised(ThirdFamilyBlock(16, 32))).to(kernel_device)
+    fused = fused_block(folded)
+    assert isinstance(fused, FusedInvertedResidual)
+    assert (fused.expand_act, fused.dw_act, fused.residual, fused.se) == ("silu", "relu", True, None)
+    x = channels_last(torch.randn(2, 16, 7, 6, device=kernel_device))
+    with torch.no_grad():
+        got = fused(x)
+        expected = copy.deepcopy(folded).double()(x.double())
+    assert rel_error(got, expected) < TOLERANCE[torch.float32]
+    undeclared = copy.deepcopy(folded)
+    undeclared.__class__ = type("Undeclared", (ThirdFamilyBlock,), {"mbconv_parts": None})
+    assert fused_block(undeclared) is None  # the same block without the declaration is left alone
