@@ -29,6 +29,7 @@ from image_classification.cli.run_flags import (  # noqa: E402
     add_stream_priority_argument,
     reliability_config,
 )
+from image_classification.data.augmentations import policy_names  # noqa: E402
 from image_classification.training.config import COMPILE_MODES, TrainingConfig  # noqa: E402
 from image_classification.training.schedule import SCHEDULES  # noqa: E402
 
@@ -162,7 +163,7 @@ def build_parser() -> ArgumentParser:
     g.add_argument("--hflip", type=float, default=0.5, help="horizontal flip probability")
     g.add_argument("--vflip", type=float, default=0.0, help="vertical flip probability")
     g.add_argument("--color-jitter", type=float, default=0.4, help="only without --aa, as timm")
-    g.add_argument("--aa", default=None, help="rand-m9-mstd0.5 (timm RandAugment spec), autoaugment, ...")
+    g.add_argument("--aa", default=None, help=f"augmentation policy: {policy_names()}")
     g.add_argument("--aug-splits", type=int, default=0, help="augmentation splits")
     g.add_argument("--jsd", action="store_true", help="Jensen-Shannon divergence + CE loss")
     g.add_argument("--reprob", type=float, default=0.0, help="random erasing probability")

@@ -20,6 +20,7 @@ from image_classification.cli.run_flags import (
     add_stream_priority_argument,
     reliability_config,
 )
+from image_classification.data.augmentations import policy_names
 from image_classification.quantization.options import add_quantization_arguments, options_from_args
 from image_classification.training.config import (
     COMPILE_MODES,
@@ -129,8 +130,7 @@ def add_main_arguments(p: ArgumentParser, default_arch: str) -> None:
     p.add_argument("--workspace", default="./", metavar="DIR", help="where checkpoints and the report go")
     p.add_argument("--memory-format", default="nchw", choices=("nchw", "nhwc"), help="nhwc = channels_last")
     p.add_argument("--use-ema", type=float, default=None, metavar="DECAY", help="keep an EMA of the weights")
-    p.add_argument("--augmentation", default=None,
-                   help="none | autoaugment (ImageNet policy) | randaugment | rand-m9-mstd0.5 (timm spec)")
+    p.add_argument("--augmentation", default=None, help=policy_names())
     p.add_argument("--gpu-affinity", default="none", choices=AFFINITY_MODES, help="pin processes to CPU cores")
     p.add_argument("--topk", type=positive_int, default=5, help="second accuracy metric, top-k")
     # extensions

@@ -5,18 +5,27 @@ Each function takes the policy's name as the user spelled it and returns the tra
 """
 from __future__ import annotations
 
-import torchvision.transforms.v2 as T
-from torchvision.transforms import InterpolationMode
+from typing import TYPE_CHECKING
 
 from common.cli_errors import UserError
 
+if TYPE_CHECKING:
+    from torchvision.transforms import InterpolationMode
+
+# torchvision is imported inside the functions: the registry (augmentations.py) imports this module, and the command
+# lines build their --augmentation help from the registry without importing torch.
+
 
 def torchvision_autoaugment(name: str, *, image_size: int, interpolation: InterpolationMode, fill: list[int]):
+    import torchvision.transforms.v2 as T
+
     # torchvision's ImageNet policy: the one upstream hand-wrote (and which crashes there on NumPy >= 1.24).
     return T.AutoAugment(T.AutoAugmentPolicy.IMAGENET, interpolation=interpolation, fill=fill)
 
 
 def torchvision_randaugment(name: str, *, image_size: int, interpolation: InterpolationMode, fill: list[int]):
+    import torchvision.transforms.v2 as T
+
     return T.RandAugment(interpolation=interpolation, fill=fill)
 
 

@@ -116,6 +116,11 @@ POLICIES = (
 )
 
 
+def policy_names() -> str:
+    """Every policy's spelling, for the command lines' --augmentation (timm's --aa) help."""
+    return " | ".join(p.spelling for p in POLICIES)
+
+
 def choices(backend: Backend) -> str:
     return ", ".join(p.spelling for p in POLICIES if p.runs_on(backend))
 

@@ -159,3 +159,32 @@ def test_mixup_stops_mixing_images_from_its_off_epoch():
     assert torch.equal(late, images) and soft.shape == (4, 4)
     early, _ = mixup(images.clone(), targets, epoch=1)
     assert not torch.equal(early, images)
+
+
+def _help_of(parser, flag: str) -> str:
+    return next(a.help for a in parser._actions if flag in a.option_strings)
+
+
+def test_both_dialects_help_lists_every_policy_a_new_one_included(new_policy):
+    from efficientnet.main import build_parser as convnets_parser
+    from gpunet.train import build_parser as timm_parser
+
+    for parser, flag in ((convnets_parser(), "--augmentation"), (timm_parser(), "--aa")):
+        text = _help_of(parser, flag)
+        for policy in POLICIES + (Policy("marker", "marker", alters_colour=False, pytorch=None, dali=None,
+                                         nvjpeg=None),):
+            assert policy.spelling in text, (flag, policy.spelling, text)
+
+
+def test_the_registry_and_the_help_import_no_torch():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = ("import sys\n"
+            "from efficientnet.main import build_parser\n"
+            "build_parser().format_help()\n"
+            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[3], capture_output=True,
+                          text=True, timeout=300)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "[]"), proc.stderr[-2000:]
