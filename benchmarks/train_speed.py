@@ -193,6 +193,7 @@ E2E_MODES = {"eager": [], "compile": ["--compile"],
 def rows(args, device: torch.device):
     import timm
 
+    from image_classification.data.choices import reads_folder
     from image_classification.models import create_model
 
     b0 = dict(batch=args.b0_batch, size=args.b0_size, device=device)
@@ -209,7 +210,7 @@ def rows(args, device: torch.device):
                     extra=E2E_MODES[args.e2e_mode]
                     + (["--augmentation", args.e2e_augmentation] if args.e2e_augmentation else [])
                     + (["--prefetch", str(args.e2e_prefetch)] if args.e2e_prefetch else []),
-                    data=None if backend == "synthetic" else args.jpeg_data, backend=backend, workers=args.workers))
+                    data=args.jpeg_data if reads_folder(backend) else None, backend=backend, workers=args.workers))
     return {
         "timm-b0-eager": lambda: plain_loop(timm.create_model("efficientnet_b0"), **b0p, compile=False),
         "timm-b0-compile": lambda: plain_loop(timm.create_model("efficientnet_b0"), **b0p, compile=True),
@@ -236,6 +237,7 @@ def rows(args, device: torch.device):
 
 
 def main(argv=None) -> int:
+    from image_classification.data.choices import folder_backends
     from image_classification.training.config import STREAM_PRIORITIES
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -247,7 +249,7 @@ def main(argv=None) -> int:
     p.add_argument("--gpunet-size", type=int, default=320)
     p.add_argument("--jpeg-data", default=None, metavar="DIR",
                    help="ImageFolder of JPEGs (benchmarks/make_jpegs.py) for the e2e rows")
-    p.add_argument("--e2e-backends", nargs="+", default=["pytorch", "pytorch-gpu", "dali-cpu", "dali-gpu"])
+    p.add_argument("--e2e-backends", nargs="+", default=folder_backends())  # every backend that reads the JPEGs
     p.add_argument("--e2e-mode", default="compile", choices=list(E2E_MODES),
                    help="trainer configuration of the e2e rows")
     p.add_argument("--e2e-steps", type=int, default=80, help="--prof of the e2e rows")

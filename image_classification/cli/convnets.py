@@ -21,6 +21,7 @@ from image_classification.cli.run_flags import (
     reliability_config,
 )
 from image_classification.data.augmentations import policy_names
+from image_classification.data.choices import reads_folder
 from image_classification.quantization.options import add_quantization_arguments, options_from_args
 from image_classification.training.config import (
     COMPILE_MODES,
@@ -260,12 +261,13 @@ def require_weights_to_evaluate(cfg: TrainingConfig, args: argparse.Namespace) -
     """--evaluate without weights would report the accuracy of a random network as if it were a result.
 
     Two runs want exactly that network: launch.py's benchmark_inference mode times it (its preset is --evaluate
-    with no weights, and its accuracy is not the point), and synthetic data has random labels, so no accuracy on it
-    means anything. A --dry-run only shows the configuration, so the check comes after it."""
+    with no weights, and its accuracy is not the point), and synthetic data (a backend that reads no folder) has
+    random labels, so no accuracy on it means anything. A --dry-run only shows the configuration, so the check
+    comes after it."""
     if not cfg.evaluate or cfg.resume or cfg.pretrained_from_file or cfg.pretrained:
         return
     launched = getattr(args, "launch", None) or {}
-    if launched.get("mode") == "benchmark_inference" or cfg.data_backend == "synthetic":
+    if launched.get("mode") == "benchmark_inference" or not reads_folder(cfg.data_backend):
         return
     raise UserError("--evaluate needs the weights to score, and none were given: pass --pretrained-from-file FILE "
                     "(weights in any layout), --resume CHECKPOINT (a training checkpoint) or --pretrained (the "

@@ -23,10 +23,9 @@ import torch
 
 from common.cli_errors import ArgumentParser, UserError, non_negative_int, positive_int, run_cli
 
+from .choices import needs_cuda, reads_folder
 from .config import DataConfig
 from .loader import BACKENDS, build_data
-
-GPU_BACKENDS = ("dali-gpu",)  # backends that cannot run without a CUDA device
 
 
 @dataclass
@@ -104,9 +103,8 @@ def measure(backend: str, data: str | None, *, split: str, batch_size: int, imag
             batches: int, warmup: int, device: torch.device, crop_pct: float = 0.875) -> Row:
     """Build one backend's loader and time it; a backend that cannot run here (UserError, or an optional module
     that is not installed) comes back as a skipped row with the reason."""
-    synthetic = backend == "synthetic"
-    row = Row(backend, str(device), None if synthetic else workers, "skipped")
-    if backend in GPU_BACKENDS and device.type != "cuda":
+    row = Row(backend, str(device), workers if reads_folder(backend) else None, "skipped")
+    if needs_cuda(backend) and device.type != "cuda":
         row.reason = f"{backend} needs a CUDA device" + (" (--cpu given)" if torch.cuda.is_available() else "")
         return row
     cfg = DataConfig(data=data, data_backend=backend, batch_size=batch_size, val_batch_size=batch_size,
@@ -163,7 +161,7 @@ def build_parser() -> ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     backends = list(dict.fromkeys(args.backends))
-    if any(b != "synthetic" for b in backends) and not Path(args.data).is_dir():
+    if any(reads_folder(b) for b in backends) and not Path(args.data).is_dir():
         raise UserError(f"data folder {args.data} does not exist")
     device = torch.device("cuda" if torch.cuda.is_available() and not args.cpu else "cpu")
     meta = {
@@ -188,7 +186,7 @@ def main(argv=None) -> int:
                           device=device)
         except Exception as exc:  # a bug in one backend must not hide the others' results
             first = (str(exc).strip().splitlines() or [""])[0]
-            row = Row(backend, str(device), None if backend == "synthetic" else args.workers, "failed",
+            row = Row(backend, str(device), args.workers if reads_folder(backend) else None, "failed",
                       reason=f"{type(exc).__name__}: {first}")
         rows.append(row)
         print(format_table([row]).splitlines()[-1], flush=True)

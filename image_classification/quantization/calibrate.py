@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from common.cli_errors import UserError
+from image_classification.data.choices import reads_folder
 
 from .backend import import_modelopt, load_cuda_kernels, quiet
 from .recipe import CALIB_METHODS, DEFAULT_PERCENTILE, is_weight_quantizer, quant_config
@@ -35,10 +36,10 @@ class CalibrationResult:
 def calibration_loader(cfg, *, image_size: int, crop_pct: float, mean, std, device: torch.device,
                        num_classes: int | None = None) -> tuple[Iterable, list[str] | None]:
     """(batches, class names) for calibrating: the training folder through the validation transform, or the
-    synthetic batch with --data-backend synthetic. The DALI and GPU-decoding backends calibrate through this loader
-    too: a few batches do not need a fast pipeline."""
+    synthetic batch with --data-backend synthetic (a backend that reads no folder). The DALI and GPU-decoding
+    backends calibrate through this loader too: a few batches do not need a fast pipeline."""
     memory_format = torch.channels_last if cfg.memory_format == "nhwc" else torch.contiguous_format
-    if cfg.data_backend == "synthetic":
+    if not reads_folder(cfg.data_backend):
         from image_classification.data.synthetic import SyntheticLoader
 
         steps = max(1, cfg.prof if cfg.prof > 0 else cfg.synthetic_steps)

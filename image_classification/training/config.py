@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from common.cli_errors import UserError
+from image_classification.data.choices import reads_folder
 from image_classification.data.config import DataConfig, flag_for
 
 from .schedule import LR_SCHEDULES
@@ -290,7 +291,7 @@ class TrainingConfig:
         need(self.max_nonfinite_steps >= 1,
              f"--max-nonfinite-steps must be at least 1, got {self.max_nonfinite_steps}")
         need(self.dist_timeout > 0, f"--dist-timeout must be a positive number of seconds, got {self.dist_timeout}")
-        need(self.data_backend == "synthetic" or bool(self.data),
+        need(not reads_folder(self.data_backend) or bool(self.data),
              "no data path given: pass the data folder (with train/ and val/) or use --data-backend synthetic")
         if self.resume == "auto":
             # A requeued job's command line never changes: continue the workspace's run if there is one.

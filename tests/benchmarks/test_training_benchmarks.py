@@ -128,3 +128,23 @@ def test_the_tuned_rows_are_timm_b0_and_plain_gpunet0_at_their_batch_sizes(monke
     timm_b0, gpunet0 = calls["timm EfficientNet"], calls["image_classification GPUNet"]
     assert timm_b0["tuned"] and (timm_b0["batch"], timm_b0["size"]) == (256, 224)
     assert gpunet0["tuned"] and (gpunet0["batch"], gpunet0["size"]) == (192, 320)
+
+
+def test_the_e2e_rows_give_the_jpeg_folder_to_the_backends_that_read_one(monkeypatch):
+    """Which e2e row gets --jpeg-data is the registry's reads_folder, not a backend's name."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from benchmarks import train_speed
+    from image_classification.data.choices import BACKENDS, Builder
+
+    monkeypatch.setitem(BACKENDS, "made-up", Builder(".synthetic", "build_synthetic_data", reads_folder=False))
+    monkeypatch.setattr(train_speed, "trainer_run", lambda family, arch, **kw: (kw["backend"], kw["data"]))
+    args = SimpleNamespace(b0_batch=4, b0_size=64, gpunet_batch=2, gpunet_size=64, print_freq=1, compile_option=[],
+                           stream_priority="normal", steps=1, warmup=1, profile=False, jpeg_data="/jpegs",
+                           e2e_backends=["pytorch", "made-up"], e2e_steps=4, e2e_mode="eager",
+                           e2e_augmentation=None, e2e_prefetch=None, workers=0)
+    table = train_speed.rows(args, torch.device("cpu"))
+    assert [table[name]() for name in table if name.startswith("e2e")] == [
+        ("synthetic", None), ("pytorch", "/jpegs"), ("made-up", None)]

@@ -2,6 +2,7 @@
 choices and the unknown-backend message all read that registry, and each builder is imported only when chosen."""
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 
@@ -54,3 +55,62 @@ def test_the_synthetic_backend_imports_no_other_builder():
             "             or m.startswith('nvidia')))\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert (proc.returncode, proc.stdout.strip()) == (0, "[]"), proc.stderr[-2000:]
+
+
+def test_a_backend_is_told_apart_by_its_declared_properties_not_its_name(monkeypatch, tmp_path):
+    """What the code around a builder asks of a backend (does it read a data folder, does it need CUDA) comes from
+    the entry's declared properties: a new backend declared like synthetic (no folder) or like dali-gpu (CUDA only)
+    is treated as they are, under a name no caller knows."""
+    from image_classification.cli.convnets import require_weights_to_evaluate
+    from image_classification.data import bench
+    from image_classification.data.choices import folder_backends, needs_cuda, reads_folder
+    from image_classification.data.synthetic import SyntheticLoader
+    from image_classification.quantization.calibrate import calibration_loader
+    from image_classification.training.config import TrainingConfig
+
+    assert [(n, reads_folder(n), needs_cuda(n)) for n in BACKENDS] == [
+        ("pytorch", True, False), ("synthetic", False, False), ("dali-cpu", True, False), ("dali-gpu", True, True),
+        ("pytorch-gpu", True, False)]  # pytorch-gpu runs on the CPU too (decode_jpeg there); dali-gpu cannot
+    assert (reads_folder("unknown"), needs_cuda("unknown")) == (True, False)  # refused later, by name, as before
+
+    made_up = Builder(".synthetic", "build_synthetic_data")  # batches made up, whatever the entry declares
+    monkeypatch.setitem(BACKENDS, "with-folder", made_up)
+    monkeypatch.setitem(BACKENDS, "no-folder", Builder(made_up.module, made_up.function, reads_folder=False))
+    monkeypatch.setitem(BACKENDS, "cuda-only", Builder(made_up.module, made_up.function, reads_folder=False,
+                                                       needs_cuda=True))
+    assert folder_backends() == ["pytorch", "dali-cpu", "dali-gpu", "pytorch-gpu", "with-folder"]
+
+    # The training configuration asks for a data folder only of a backend that reads one.
+    TrainingConfig(data_backend="no-folder").validate()
+    with pytest.raises(UserError, match="^no data path given: pass the data folder"):
+        TrainingConfig(data_backend="with-folder").validate()
+
+    # --evaluate without weights is allowed on made-up batches (their labels mean nothing), refused on a folder.
+    args = argparse.Namespace()
+    require_weights_to_evaluate(TrainingConfig(data_backend="no-folder", evaluate=True), args)
+    with pytest.raises(UserError, match="^--evaluate needs the weights to score"):
+        require_weights_to_evaluate(TrainingConfig(data_backend="with-folder", evaluate=True), args)
+
+    # Calibration draws the synthetic batches for a backend without a folder; one with a folder needs its train/.
+    cfg = TrainingConfig(data_backend="no-folder", batch_size=2, synthetic_steps=1, seed=1)
+    loader, classes = calibration_loader(cfg, image_size=8, crop_pct=1.0, mean=None, std=None,
+                                         device=torch.device("cpu"), num_classes=3)
+    assert isinstance(loader, SyntheticLoader) and classes is None
+    with pytest.raises(UserError, match="calibration reads the training images"):
+        calibration_loader(TrainingConfig(data_backend="with-folder", data=str(tmp_path)), image_size=8,
+                           crop_pct=1.0, mean=None, std=None, device=torch.device("cpu"))
+
+    # The data bench skips a CUDA-only backend on the CPU as it skips dali-gpu, and gives no workers to a backend
+    # without a folder (nor asks for the folder when only such backends are timed).
+    sizes = dict(split="train", batch_size=2, image_size=8, workers=3, batches=1, warmup=0,
+                 device=torch.device("cpu"))
+    skipped = bench.measure("cuda-only", None, **sizes)
+    assert (skipped.status, skipped.workers) == ("skipped", None)
+    assert skipped.reason.startswith("cuda-only needs a CUDA device")
+    ran, folder = bench.measure("no-folder", None, **sizes), bench.measure("with-folder", None, **sizes)
+    assert (ran.status, ran.workers, folder.status, folder.workers) == ("ok", None, "ok", 3)
+    missing = str(tmp_path / "missing")
+    assert bench.main([missing, "--backends", "no-folder", "cuda-only", "--cpu", "-b", "2", "--image-size", "8",
+                       "--batches", "1", "--warmup", "0", "-j", "0"]) == 0
+    with pytest.raises(UserError, match="does not exist"):
+        bench.main([missing, "--backends", "no-folder", "with-folder", "--cpu"])
